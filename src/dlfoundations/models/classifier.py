@@ -1,0 +1,69 @@
+"""The shared base of the Fashion-MNIST classifiers: cross-entropy loss and accuracy."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from dlfoundations.optim import OptimizerFactory, weight_decay_groups
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class Classifier(L.LightningModule):
+    """A network ``self.net`` from images to logits, trained with cross-entropy.
+
+    Loss l = -log softmax(o)_y. Logs ``{train,val,test}/loss`` and ``/acc``; accuracy is
+    accumulated per step and computed once per epoch (synchronised across DDP ranks).
+    The optimizer comes from the run as a factory of parameter groups; it is not a
+    hyperparameter, so checkpoints hold only plain Python values.
+    """
+
+    net: nn.Module
+
+    def __init__(self, optimizer: OptimizerFactory | None = None, num_classes: int = 10):
+        super().__init__()
+        self.optimizer = optimizer
+        self.num_classes = num_classes
+        self.train_acc = self._accuracy()
+        self.val_acc, self.test_acc = self._accuracy(), self._accuracy()
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+
+    def _accuracy(self) -> MulticlassAccuracy:
+        return MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc.update(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: Batch, stage: str) -> None:
+        x, y = batch
+        logits = self(x)
+        mean_loss, accuracy = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
+        mean_loss.update(F.cross_entropy(logits, y), weight=len(y))
+        accuracy.update(logits, y)
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            raise RuntimeError("this model was built without an optimizer; pass optimizer=...")
+        return self.optimizer(weight_decay_groups(self))

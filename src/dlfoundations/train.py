@@ -1,0 +1,99 @@
+"""One training run from a composed config: build, fit, test the best checkpoint, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from dlfoundations.errors import require
+from dlfoundations.optim import scaled_lr
+
+log = logging.getLogger(__name__)
+
+#: Keys of the ``optim`` group that belong to the run, not to the torch optimizer.
+RUN_OPTIM_KEYS = ("base_batch_size", "lr_scaling")
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    """The Trainer of ``cfg.trainer`` with the loggers and callbacks of their groups."""
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+
+
+def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningModule, float]:
+    """The model of ``cfg.model`` with its optimizer at the effective learning rate."""
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    scaling = {key: optim.pop(key) for key in RUN_OPTIM_KEYS}
+    weight_decay = optim.get("weight_decay", 0.0)
+    require(isinstance(weight_decay, int | float) and weight_decay >= 0,
+            "optim.weight_decay", weight_decay, "a number of at least 0")
+    lr = scaled_lr(optim["lr"], global_batch_size, **scaling)
+    optimizer = instantiate(optim, lr=lr)
+    return instantiate(cfg.model, optimizer=optimizer, _convert_="all"), lr
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``."""
+    started = time.perf_counter()
+    run_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    trainer = build_trainer(cfg)
+    global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+    model, lr = build_model(cfg, global_batch_size)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt_path = best or None
+    val = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+
+    metrics: dict[str, Any] = {
+        **{key: float(value) for key, value in {**val, **test}.items()},
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "lr": lr,
+        "lr_base": float(cfg.optim.lr),
+        "batch_size": datamodule.batch_size,
+        "global_batch_size": global_batch_size,
+        "best_checkpoint": best,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "status": "completed",
+    }
+    if trainer.is_global_zero:
+        write_metrics(run_dir, metrics)
+        for logger in trainer.loggers:
+            logger.log_hyperparams(hyperparameters(cfg, lr, global_batch_size),
+                                   {k: v for k, v in metrics.items() if "/" in k})
+            logger.finalize("success")
+    return metrics
+
+
+def hyperparameters(cfg: DictConfig, lr: float, global_batch_size: int) -> dict[str, Any]:
+    """The flat hyperparameters of a run, for the HParams view."""
+    params = {
+        f"{group}/{key}": value
+        for group in ("model", "optim", "data")
+        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items()
+        if isinstance(value, int | float | str | bool) and key not in ("_partial_",)
+    }
+    params.update({"lr_eff": lr, "global_batch_size": global_batch_size, "seed": cfg.seed})
+    return params
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
+    """Write the run's final numbers as one flat JSON object."""
+    path = run_dir / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return path
