@@ -12,6 +12,15 @@ from dlfoundations.errors import UserError
 T = TypeVar("T")
 
 
+def user_error_in(err: BaseException | None) -> UserError | None:
+    """The ``UserError`` behind ``err``, also when Hydra's ``instantiate`` wrapped it."""
+    while err is not None:
+        if isinstance(err, UserError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def run_reporting_errors(task: Callable[..., T], *args: object) -> T:
     """Run ``task``; a ``UserError`` prints its sentence to stderr and exits with status 2.
 
@@ -19,8 +28,9 @@ def run_reporting_errors(task: Callable[..., T], *args: object) -> T:
     """
     try:
         return task(*args)
-    except UserError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except Exception as err:
+        user_error = user_error_in(err)
+        if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)

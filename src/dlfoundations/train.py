@@ -12,6 +12,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from dlfoundations.callbacks import ValidationHistory
 from dlfoundations.errors import require
 from dlfoundations.optim import scaled_lr
 
@@ -21,11 +22,12 @@ log = logging.getLogger(__name__)
 RUN_OPTIM_KEYS = ("base_batch_size", "lr_scaling")
 
 
-def build_trainer(cfg: DictConfig) -> L.Trainer:
+def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the loggers and callbacks of their groups."""
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    return instantiate(cfg.trainer, logger=loggers or False,
+                       callbacks=[*callbacks, *extra_callbacks])
 
 
 def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningModule, float]:
@@ -46,7 +48,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
-    trainer = build_trainer(cfg)
+    history = ValidationHistory()
+    trainer = build_trainer(cfg, history)
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
     if trainer.is_global_zero:
@@ -54,13 +57,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    ckpt_path = best or None
-    val = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint else ""
+    val = history.best(checkpoint.monitor, checkpoint.mode) if checkpoint else history.last()
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
 
     metrics: dict[str, Any] = {
-        **{key: float(value) for key, value in {**val, **test}.items()},
+        **{key: value for key, value in val.items() if key != "epoch"},
+        **{key: float(value) for key, value in test.items()},
+        "best_epoch": val.get("epoch"),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "lr": lr,
@@ -77,6 +82,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             logger.log_hyperparams(hyperparameters(cfg, lr, global_batch_size),
                                    {k: v for k, v in metrics.items() if "/" in k})
             logger.finalize("success")
+            if hasattr(logger, "close"):
+                logger.close()
     return metrics
 
 

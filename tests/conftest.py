@@ -1,0 +1,42 @@
+"""Shared fixtures: the real Fashion-MNIST (never skipped) and runs of the real scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlfoundations.data import FashionMNISTDataModule, raw_files
+from dlfoundations.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def raw_paths() -> dict[str, Path]:
+    """The four raw files; a missing dataset fails the test with the way to get it."""
+    try:
+        return raw_files.find_files(ROOT / "data", raw_files.SYSTEM_DIRS, download=True)
+    except UserError as err:
+        pytest.fail(f"these tests need the real Fashion-MNIST ({err}) Run `bash scripts/setup.sh`.")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist(raw_paths: dict[str, Path]) -> FashionMNISTDataModule:
+    """The DataModule at its defaults, set up once for the session."""
+    datamodule = FashionMNISTDataModule(data_dir=str(ROOT / "data"))
+    datamodule.setup()
+    return datamodule
+
+
+def run_script(script: str, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``scripts/<script>`` with Hydra overrides in a subprocess from the project root."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *overrides],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )

@@ -1,0 +1,157 @@
+"""The Fashion-MNIST DataModule on the real data: splits, batches, statistics, bad files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlfoundations.data import FashionMNISTDataModule, raw_files
+from dlfoundations.errors import UserError
+
+
+def test_split_sizes(fashion_mnist: FashionMNISTDataModule) -> None:
+    sizes = {name: len(split) for name, split in fashion_mnist.splits.items()}
+    assert sizes == {"train": 55_000, "val": 5_000, "test": 10_000}
+    train, val = set(fashion_mnist.train_indices.tolist()), set(fashion_mnist.val_indices.tolist())
+    assert not train & val and len(train | val) == 60_000
+
+
+def test_split_is_deterministic_by_seed(raw_paths: dict[str, Path]) -> None:
+    def val_indices(seed: int, val_size: int = 5_000) -> torch.Tensor:
+        datamodule = FashionMNISTDataModule(seed=seed, val_size=val_size)
+        datamodule.setup()
+        return datamodule.val_indices
+
+    assert torch.equal(val_indices(0), val_indices(0))
+    assert not torch.equal(val_indices(0), val_indices(1))
+    assert len(val_indices(0, val_size=12_000)) == 12_000
+
+
+def test_stored_as_uint8_and_batches_as_normalised_float(
+    fashion_mnist: FashionMNISTDataModule,
+) -> None:
+    for split in fashion_mnist.splits.values():
+        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (28, 28)
+    x, y = next(iter(fashion_mnist.train_dataloader()))
+    assert x.shape == (256, 1, 28, 28) and x.dtype == torch.float32
+    assert y.shape == (256,) and y.dtype == torch.int64
+
+
+def test_labels_in_range_and_test_set_balanced(fashion_mnist: FashionMNISTDataModule) -> None:
+    for split in fashion_mnist.splits.values():
+        assert split.labels.min() >= 0 and split.labels.max() <= 9
+    counts = torch.bincount(fashion_mnist.splits["test"].labels, minlength=10)
+    assert counts.tolist() == [1_000] * 10
+
+
+def test_training_batch_is_standardised(fashion_mnist: FashionMNISTDataModule) -> None:
+    x, _ = fashion_mnist.splits["train"].__getitems__(list(range(8_192)))
+    assert abs(x.mean().item()) < 0.02
+    assert abs(x.std().item() - 1) < 0.02
+    assert 0.27 < fashion_mnist.mean < 0.30 and 0.34 < fashion_mnist.std < 0.37
+
+
+def test_training_loader_covers_the_split_once_per_epoch_in_a_new_order(
+    fashion_mnist: FashionMNISTDataModule,
+) -> None:
+    loader = fashion_mnist.train_dataloader()
+    first = torch.cat([y for _, y in loader])
+    second = torch.cat([y for _, y in loader])
+    assert len(first) == 55_000
+    assert torch.equal(torch.bincount(first), torch.bincount(fashion_mnist.splits["train"].labels))
+    assert not torch.equal(first, second)
+
+
+def _copy_raw(raw_paths: dict[str, Path], data_dir: Path, gunzip: bool = False) -> Path:
+    raw = raw_files.raw_dir(data_dir)
+    raw.mkdir(parents=True)
+    for name, path in raw_paths.items():
+        if gunzip:
+            (raw / name).write_bytes(raw_files.read_bytes(path))
+        else:
+            shutil.copy(path, raw / path.name)
+    return raw
+
+
+def _setup(data_dir: Path) -> FashionMNISTDataModule:
+    datamodule = FashionMNISTDataModule(data_dir=str(data_dir), system_dirs=(), download=False)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def test_uncompressed_files_in_data_dir_are_used_and_left_untouched(
+    raw_paths: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = _copy_raw(raw_paths, tmp_path, gunzip=True)
+    before = {f.name: (f.stat().st_mtime_ns, f.stat().st_size) for f in raw.iterdir()}
+    datamodule = _setup(tmp_path)
+    assert len(datamodule.splits["test"]) == 10_000
+    assert {f.name: (f.stat().st_mtime_ns, f.stat().st_size) for f in raw.iterdir()} == before
+
+
+def test_truncated_file_names_the_file(raw_paths: dict[str, Path], tmp_path: Path) -> None:
+    raw = _copy_raw(raw_paths, tmp_path, gunzip=True)
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1_000_000])
+    with pytest.raises(UserError, match=r"t10k-images-idx3-ubyte is corrupt or truncated"):
+        _setup(tmp_path)
+
+
+def test_truncated_gzip_names_the_file(raw_paths: dict[str, Path], tmp_path: Path) -> None:
+    raw = _copy_raw(raw_paths, tmp_path)
+    labels = raw / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:5_000])
+    with pytest.raises(UserError, match=r"train-labels-idx1-ubyte.gz cannot be read"):
+        _setup(tmp_path)
+
+
+def test_changed_byte_fails_the_checksum(raw_paths: dict[str, Path], tmp_path: Path) -> None:
+    raw = _copy_raw(raw_paths, tmp_path, gunzip=True)
+    labels = raw / "train-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    data[100] = (data[100] + 1) % 10
+    labels.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"train-labels-idx1-ubyte is corrupt: the MD5"):
+        _setup(tmp_path)
+
+
+def test_wrong_header_is_named(raw_paths: dict[str, Path], tmp_path: Path) -> None:
+    raw = _copy_raw(raw_paths, tmp_path, gunzip=True)
+    labels = raw / "t10k-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    data[3] = 3  # magic 2051 (images) where 2049 (labels) belongs
+    labels.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"is not t10k-labels-idx1-ubyte: .* says magic 2051"):
+        _setup(tmp_path)
+
+
+def test_no_data_anywhere_gives_the_three_ways(tmp_path: Path) -> None:
+    with pytest.raises(UserError) as err:
+        _setup(tmp_path)
+    message = str(err.value)
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert f"{tmp_path}/FashionMNIST/raw/" in message
+    assert "internet" in message
+    assert message.count(". ") == 0  # one sentence
+
+
+def test_part_of_the_files_is_refused(raw_paths: dict[str, Path], tmp_path: Path) -> None:
+    raw = raw_files.raw_dir(tmp_path)
+    raw.mkdir(parents=True)
+    shutil.copy(raw_paths["train-images-idx3-ubyte"], raw)
+    with pytest.raises(UserError, match=r"holds only part of Fashion-MNIST \(missing t10k"):
+        _setup(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("batch_size", 0), ("batch_size", -4), ("val_size", 0), ("val_size", 60_000),
+     ("num_workers", -1)],
+)
+def test_bad_values_name_the_key(key: str, value: int) -> None:
+    with pytest.raises(UserError, match=rf"^data\.{key}={value} is not allowed"):
+        FashionMNISTDataModule(**{key: value})
