@@ -10,9 +10,10 @@ from dlfoundations.train import train
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     metrics = run_reporting_errors(train, cfg)
-    print(f"test/acc {metrics['test/acc']:.4f}  val/acc {metrics['val/acc']:.4f}  "
-          f"run folder {cfg.paths.output_dir}")
-    return metrics["val/acc"]
+    finals = [f"{key} {value:.4g}" for key, value in sorted(metrics.items())
+              if key.startswith(("test/", "val/"))]
+    print(f"{'  '.join(finals)}  run folder {cfg.paths.output_dir}")
+    return metrics[cfg.monitor.metric]
 
 
 if __name__ == "__main__":

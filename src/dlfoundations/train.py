@@ -9,17 +9,28 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.callbacks import ValidationHistory
-from dlfoundations.errors import require
+from dlfoundations.errors import UserError, require
 from dlfoundations.optim import scaled_lr
 
 log = logging.getLogger(__name__)
 
 #: Keys of the ``optim`` group that belong to the run, not to the torch optimizer.
 RUN_OPTIM_KEYS = ("base_batch_size", "lr_scaling")
+
+
+def check_model_fits_data(cfg: DictConfig) -> None:
+    """A classifier needs image data and linear regression synthetic data."""
+    model_cls, data_cls = get_class(cfg.model._target_), get_class(cfg.data._target_)
+    if model_cls.task != data_cls.task:
+        raise UserError(
+            f"model {model_cls.__name__} learns {model_cls.task} but data "
+            f"{data_cls.__name__} holds {data_cls.task} data: use data=synthetic_linear "
+            "with model=linreg and data=fashion_mnist with the classifiers."
+        )
 
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
@@ -31,21 +42,25 @@ def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
 
 
 def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningModule, float]:
-    """The model of ``cfg.model`` with its optimizer at the effective learning rate."""
+    """The model of ``cfg.model`` with its initialiser, optimizer at the effective learning
+    rate, and scheduler."""
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     scaling = {key: optim.pop(key) for key in RUN_OPTIM_KEYS}
     weight_decay = optim.get("weight_decay", 0.0)
     require(isinstance(weight_decay, int | float) and weight_decay >= 0,
             "optim.weight_decay", weight_decay, "a number of at least 0")
     lr = scaled_lr(optim["lr"], global_batch_size, **scaling)
-    optimizer = instantiate(optim, lr=lr)
-    return instantiate(cfg.model, optimizer=optimizer, _convert_="all"), lr
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    model = instantiate(cfg.model, init=OmegaConf.to_container(cfg.init), _convert_="all",
+                        optimizer=instantiate(optim, lr=lr), scheduler=scheduler)
+    return model, lr
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``."""
     started = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
+    check_model_fits_data(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     history = ValidationHistory()
@@ -57,14 +72,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    checkpoint = trainer.checkpoint_callback
-    best = checkpoint.best_model_path if checkpoint else ""
-    val = history.best(checkpoint.monitor, checkpoint.mode) if checkpoint else history.last()
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    val = history.best(cfg.monitor.metric, cfg.monitor.mode)
     test = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
 
     metrics: dict[str, Any] = {
         **{key: value for key, value in val.items() if key != "epoch"},
         **{key: float(value) for key, value in test.items()},
+        **model.report(),
         "best_epoch": val.get("epoch"),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
@@ -91,9 +106,9 @@ def hyperparameters(cfg: DictConfig, lr: float, global_batch_size: int) -> dict[
     """The flat hyperparameters of a run, for the HParams view."""
     params = {
         f"{group}/{key}": value
-        for group in ("model", "optim", "data")
+        for group in ("model", "optim", "data", "init")
         for key, value in OmegaConf.to_container(cfg[group], resolve=True).items()
-        if isinstance(value, int | float | str | bool) and key not in ("_partial_",)
+        if isinstance(value, int | float | str | bool) and key != "_partial_"
     }
     params.update({"lr_eff": lr, "global_batch_size": global_batch_size, "seed": cfg.seed})
     return params

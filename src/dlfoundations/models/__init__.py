@@ -1,6 +1,10 @@
-"""One LightningModule per model, classifiers built on ``Classifier``."""
+"""One LightningModule per model; the classifiers share ``Classifier``."""
 
+from dlfoundations.models.base import LabModule
 from dlfoundations.models.classifier import Classifier
+from dlfoundations.models.lenet import LeNet
+from dlfoundations.models.linreg import LinearRegression
+from dlfoundations.models.mlp import MLP
 from dlfoundations.models.softmax import SoftmaxRegression
 
-__all__ = ["Classifier", "SoftmaxRegression"]
+__all__ = ["MLP", "Classifier", "LabModule", "LeNet", "LinearRegression", "SoftmaxRegression"]

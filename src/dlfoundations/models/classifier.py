@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from dlfoundations.optim import OptimizerFactory, weight_decay_groups
+from dlfoundations.models.base import LabModule, SchedulerFactory
+from dlfoundations.optim import OptimizerFactory
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-class Classifier(L.LightningModule):
+class Classifier(LabModule):
     """A network ``self.net`` from images to logits, trained with cross-entropy.
 
     Loss l = -log softmax(o)_y. Logs ``{train,val,test}/loss`` and ``/acc``; accuracy is
     accumulated per step and computed once per epoch (synchronised across DDP ranks).
-    The optimizer comes from the run as a factory of parameter groups; it is not a
-    hyperparameter, so checkpoints hold only plain Python values.
     """
 
+    task = "classification"
     net: nn.Module
 
-    def __init__(self, optimizer: OptimizerFactory | None = None, num_classes: int = 10):
-        super().__init__()
-        self.optimizer = optimizer
+    def __init__(self, num_classes: int = 10, optimizer: OptimizerFactory | None = None,
+                 scheduler: SchedulerFactory | None = None):
+        super().__init__(optimizer, scheduler)
         self.num_classes = num_classes
         self.train_acc = self._accuracy()
         self.val_acc, self.test_acc = self._accuracy(), self._accuracy()
@@ -62,8 +61,3 @@ class Classifier(L.LightningModule):
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        if self.optimizer is None:
-            raise RuntimeError("this model was built without an optimizer; pass optimizer=...")
-        return self.optimizer(weight_decay_groups(self))

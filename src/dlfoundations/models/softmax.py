@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
+from dlfoundations.init import initialise
+from dlfoundations.models.base import SchedulerFactory
 from dlfoundations.models.classifier import Classifier
 from dlfoundations.optim import OptimizerFactory
 
@@ -12,7 +16,10 @@ class SoftmaxRegression(Classifier):
     """p(y | x) = softmax(W x + b), x the 784 flattened pixels, W of shape (10, 784)."""
 
     def __init__(self, num_inputs: int = 784, num_classes: int = 10,
-                 optimizer: OptimizerFactory | None = None):
-        super().__init__(optimizer=optimizer, num_classes=num_classes)
-        self.save_hyperparameters(ignore=["optimizer"], logger=False)
+                 init: dict[str, Any] | None = None,
+                 optimizer: OptimizerFactory | None = None,
+                 scheduler: SchedulerFactory | None = None):
+        super().__init__(num_classes, optimizer, scheduler)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(num_inputs, num_classes))
+        initialise(self.net, **(init or {}))

@@ -1,0 +1,44 @@
+"""What every model of the lab shares: its optimizer and scheduler come from the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+
+from dlfoundations.optim import OptimizerFactory, weight_decay_groups
+
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+
+class LabModule(L.LightningModule):
+    """A LightningModule whose optimizer and scheduler are factories supplied by the run.
+
+    They are not hyperparameters (subclasses call ``save_hyperparameters(ignore=...)``), so a
+    checkpoint holds only plain Python values and loads with ``torch.load(weights_only=True)``.
+    The scheduler steps once per epoch.
+    """
+
+    #: what kind of data the model learns from, checked against the DataModule's
+    task: str = ""
+
+    def __init__(self, optimizer: OptimizerFactory | None = None,
+                 scheduler: SchedulerFactory | None = None):
+        super().__init__()
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer is None:
+            raise RuntimeError("this model was built without an optimizer; pass optimizer=...")
+        optimizer = self.optimizer(weight_decay_groups(self))
+        if self.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.scheduler(optimizer), "interval": "epoch"}}
+
+    def report(self) -> dict[str, Any]:
+        """Extra final values for ``metrics.json`` (e.g. learned parameters)."""
+        return {}

@@ -1,0 +1,66 @@
+"""Linear regression on synthetic data, with the error of the learned parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlfoundations.init import initialise
+from dlfoundations.models.base import LabModule, SchedulerFactory
+from dlfoundations.optim import OptimizerFactory
+
+
+class LinearRegression(LabModule):
+    """y_hat = X w + b, trained with the squared loss l = (y_hat - y)^2 averaged over a batch.
+
+    Logs ``{train,val,test}/mse`` and the parameter errors ``w_error`` = ||w - true_w||_2 and
+    ``b_error`` = |b - true_b| against the generating parameters.
+    """
+
+    task = "regression"
+
+    def __init__(self, true_w: Sequence[float] = (2.0, -3.4), true_b: float = 4.2,
+                 init: dict[str, Any] | None = None,
+                 optimizer: OptimizerFactory | None = None,
+                 scheduler: SchedulerFactory | None = None):
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.net = nn.Linear(len(true_w), 1)
+        initialise(self.net, **(init or {}))
+        self.register_buffer("true_w", torch.tensor(list(true_w), dtype=torch.float32))
+        self.register_buffer("true_b", torch.tensor(float(true_b)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+    def parameter_errors(self) -> dict[str, torch.Tensor]:
+        w, b = self.net.weight.detach()[0], self.net.bias.detach()[0]
+        return {"w_error": torch.linalg.vector_norm(w - self.true_w),
+                "b_error": (b - self.true_b).abs()}
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        loss = F.mse_loss(self(x), y)
+        self.log(f"{stage}/mse", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        return self._step(batch, "train")
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.parameter_errors())
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+        self.log_dict(self.parameter_errors())
+
+    def report(self) -> dict[str, Any]:
+        return {"w": self.net.weight.detach()[0].tolist(), "b": self.net.bias.item(),
+                **{name: value.item() for name, value in self.parameter_errors().items()}}
