@@ -3,17 +3,17 @@
 import hydra
 from omegaconf import DictConfig
 
-from dlfoundations.cli import run_reporting_errors
+from dlfoundations.cli import run_job
 from dlfoundations.train import train
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    metrics = run_reporting_errors(train, cfg)
+    metrics = run_job(train, cfg)
     finals = [f"{key} {value:.4g}" for key, value in sorted(metrics.items())
               if key.startswith(("test/", "val/"))]
-    print(f"{'  '.join(finals)}  run folder {cfg.paths.output_dir}")
-    return metrics[cfg.monitor.metric]
+    print(f"{metrics['status']}: {'  '.join(finals)}  run folder {cfg.paths.output_dir}")
+    return metrics.get(cfg.monitor.metric, float("nan"))
 
 
 if __name__ == "__main__":

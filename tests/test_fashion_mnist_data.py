@@ -155,3 +155,28 @@ def test_part_of_the_files_is_refused(raw_paths: dict[str, Path], tmp_path: Path
 def test_bad_values_name_the_key(key: str, value: int) -> None:
     with pytest.raises(UserError, match=rf"^data\.{key}={value} is not allowed"):
         FashionMNISTDataModule(**{key: value})
+
+
+def test_k_fold_validation_sets_are_disjoint_and_cover_the_training_split() -> None:
+    folds = [FashionMNISTDataModule(num_folds=3, fold=i).split_indices() for i in range(3)]
+    val_sets = [set(val.tolist()) for _, val in folds]
+    assert all(len(v) == 20_000 for v in val_sets)
+    assert set.union(*val_sets) == set(range(60_000))
+    assert sum(len(v) for v in val_sets) == 60_000
+    for train, val in folds:
+        assert not set(train.tolist()) & set(val.tolist()) and len(train) == 40_000
+
+
+def test_train_subset_keeps_that_many_training_images() -> None:
+    train, val = FashionMNISTDataModule(train_subset=1_000).split_indices()
+    assert len(train) == 1_000 and len(val) == 5_000
+
+
+@pytest.mark.parametrize(("kwargs", "key"), [
+    ({"num_folds": 1}, "num_folds"), ({"num_folds": 5, "fold": 5}, "fold"),
+    ({"num_folds": 5, "fold": -1}, "fold"), ({"train_subset": 0}, "train_subset"),
+    ({"train_subset": 55_001}, "train_subset"),
+])
+def test_bad_fold_options_name_the_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(UserError, match=rf"^data\.{key}="):
+        FashionMNISTDataModule(**kwargs)

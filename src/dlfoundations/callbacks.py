@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import lightning as L
 
 
@@ -28,3 +31,29 @@ class ValidationHistory(L.Callback):
     def last(self) -> dict[str, float]:
         """The latest epoch's metrics (empty before the first validation)."""
         return self.epochs[-1] if self.epochs else {}
+
+
+class TrainingDiverged(Exception):
+    """The training loss became NaN or infinite."""
+
+
+class DivergenceGuard(L.Callback):
+    """Stops the run at the first step whose training loss is not finite.
+
+    Raises ``TrainingDiverged`` naming the step and the last finite loss; checkpoints
+    already written stay, and the run reports ``status: diverged``.
+    """
+
+    def __init__(self) -> None:
+        self.last_finite: float | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        value = float(loss)
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"the training loss became {value} at step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}); the last finite loss was {self.last_finite}"
+            )
+        self.last_finite = value

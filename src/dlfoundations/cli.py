@@ -1,15 +1,22 @@
-"""What the command-line scripts share: bad input as one sentence, not a traceback."""
+"""What the command-line scripts share: bad input as one sentence, sweeps that keep going."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
 
 from dlfoundations.errors import UserError
+from dlfoundations.train import write_metrics
 
-T = TypeVar("T")
+#: exit status of a run stopped by bad input, and of a run that did not complete
+EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
 
 
 def user_error_in(err: BaseException | None) -> UserError | None:
@@ -21,16 +28,41 @@ def user_error_in(err: BaseException | None) -> UserError | None:
     return None
 
 
-def run_reporting_errors(task: Callable[..., T], *args: object) -> T:
-    """Run ``task``; a ``UserError`` prints its sentence to stderr and exits with status 2.
+def one_line(err: BaseException) -> str:
+    """An exception as one line: the user's sentence, or the type and first line."""
+    user_error = user_error_in(err)
+    if user_error is not None:
+        return str(user_error)
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first}"
 
-    ``HYDRA_FULL_ERROR=1`` keeps the traceback for debugging.
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job as the command line wants it.
+
+    A single run stops on bad input with one sentence on stderr (exit status 2, no traceback
+    unless ``HYDRA_FULL_ERROR=1``) and exits with status 3 when it did not complete (e.g.
+    diverged). In a multirun a failing job writes ``metrics.json`` with ``status: failed``
+    and its one-line reason, and the sweep goes on.
     """
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
-        return task(*args)
+        metrics = task(cfg)
     except Exception as err:
-        user_error = user_error_in(err)
-        if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if in_multirun() and not full_error:
+            metrics = {"status": "failed", "reason": one_line(err)}
+            write_metrics(Path(cfg.paths.output_dir), metrics)
+            print(f"job failed: {metrics['reason']}", file=sys.stderr)
+            return metrics
+        if user_error_in(err) is None or full_error:
             raise
-        print(f"error: {user_error}", file=sys.stderr)
-        sys.exit(2)
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    if metrics["status"] != "completed" and not in_multirun():
+        print(f"error: the run {metrics['status']}: {metrics['reason']}", file=sys.stderr)
+        sys.exit(EXIT_NOT_COMPLETED)
+    return metrics

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dlfoundations.callbacks import ValidationHistory
+from dlfoundations.callbacks import DivergenceGuard, TrainingDiverged, ValidationHistory
 from dlfoundations.errors import UserError, require
 from dlfoundations.optim import scaled_lr
 
@@ -57,45 +58,51 @@ def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningMod
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``."""
+    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``.
+
+    Returns the metrics with ``status``: ``completed``, or ``diverged`` (with ``reason``)
+    when the training loss stopped being finite.
+    """
     started = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
     check_model_fits_data(cfg)
+    if cfg.get("threads"):
+        require(isinstance(cfg.threads, int) and cfg.threads >= 1, "threads", cfg.threads,
+                "null or an integer of at least 1")
+        torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     history = ValidationHistory()
-    trainer = build_trainer(cfg, history)
+    trainer = build_trainer(cfg, history, DivergenceGuard())
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    facts = {"lr": lr, "lr_base": float(cfg.optim.lr), "batch_size": datamodule.batch_size,
+             "global_batch_size": global_batch_size}
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    val = history.best(cfg.monitor.metric, cfg.monitor.mode)
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
-
-    metrics: dict[str, Any] = {
-        **{key: value for key, value in val.items() if key != "epoch"},
-        **{key: float(value) for key, value in test.items()},
-        **model.report(),
-        "best_epoch": val.get("epoch"),
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "lr": lr,
-        "lr_base": float(cfg.optim.lr),
-        "batch_size": datamodule.batch_size,
-        "global_batch_size": global_batch_size,
-        "best_checkpoint": best,
-        "wall_time_s": round(time.perf_counter() - started, 3),
-        "status": "completed",
-    }
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except TrainingDiverged as err:
+        metrics = {**history.last(), **facts, "status": "diverged", "reason": str(err)}
+    else:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        val = history.best(cfg.monitor.metric, cfg.monitor.mode)
+        test = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
+                            verbose=False)[0]
+        metrics = {**val, **{key: float(value) for key, value in test.items()}, **model.report(),
+                   **facts, "best_epoch": val.get("epoch"), "best_checkpoint": best,
+                   "status": "completed"}
+    metrics.pop("epoch", None)
+    metrics.update(epochs=trainer.current_epoch, global_step=trainer.global_step,
+                   wall_time_s=round(time.perf_counter() - started, 3))
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)
         for logger in trainer.loggers:
+            # final/<metric>: one point each for the HParams view, apart from the curves
             logger.log_hyperparams(hyperparameters(cfg, lr, global_batch_size),
-                                   {k: v for k, v in metrics.items() if "/" in k})
+                                   {f"final/{k}": v for k, v in metrics.items() if "/" in k})
             logger.finalize("success")
             if hasattr(logger, "close"):
                 logger.close()
