@@ -34,7 +34,7 @@ def fashion_mnist(raw_paths: dict[str, Path]) -> FashionMNISTDataModule:
 
 def run_script(script: str, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``scripts/<script>`` with Hydra overrides in a subprocess from the project root."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), *overrides],

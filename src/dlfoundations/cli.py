@@ -8,12 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dlfoundations.errors import UserError
-from dlfoundations.train import write_metrics
+from dlfoundations.train import in_multirun, write_metrics
 
 #: exit status of a run stopped by bad input, and of a run that did not complete
 EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
@@ -37,10 +35,6 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}"
 
 
-def in_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
     """Run one training job as the command line wants it.
 
@@ -62,7 +56,7 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    if metrics["status"] != "completed" and not in_multirun():
+    if metrics.get("status", "completed") != "completed" and not in_multirun():
         print(f"error: the run {metrics['status']}: {metrics['reason']}", file=sys.stderr)
         sys.exit(EXIT_NOT_COMPLETED)
     return metrics

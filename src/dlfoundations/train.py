@@ -10,10 +10,14 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.callbacks import DivergenceGuard, TrainingDiverged, ValidationHistory
+from dlfoundations.checkpoints import check_matches, read_checkpoint
 from dlfoundations.errors import UserError, require
 from dlfoundations.optim import scaled_lr
 
@@ -31,6 +35,28 @@ def check_model_fits_data(cfg: DictConfig) -> None:
             f"model {model_cls.__name__} learns {model_cls.task} but data "
             f"{data_cls.__name__} holds {data_cls.task} data: use data=synthetic_linear "
             "with model=linreg and data=fashion_mnist with the classifiers."
+        )
+
+
+def in_multirun() -> bool:
+    """Whether this process runs one job of a Hydra multirun (-m)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def check_processes_are_safe(trainer: L.Trainer) -> None:
+    """Refuse DDP that Lightning would start by re-running this script inside a multirun.
+
+    Lightning's subprocess launcher re-runs ``sys.argv`` for each extra rank; with ``-m`` that
+    re-runs the whole sweep, in a second sweep folder, with ranks that can disagree.
+    """
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if (in_multirun() and isinstance(launcher, _SubprocessScriptLauncher)
+            and not launcher.cluster_environment.creates_processes_externally):
+        raise UserError(
+            f"trainer.strategy={trainer.strategy.__class__.__name__} with "
+            f"{trainer.world_size} processes is not allowed inside a multirun (-m): Lightning "
+            "would re-run the whole sweep for each extra process; run each job on its own, use "
+            "trainer.strategy=ddp_spawn, or launch the sweep with hydra/launcher=slurm."
         )
 
 
@@ -74,8 +100,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data, _convert_="all")
     history = ValidationHistory()
     trainer = build_trainer(cfg, history, DivergenceGuard())
+    check_processes_are_safe(trainer)
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
+    if cfg.get("ckpt_path"):
+        check_matches(model, read_checkpoint(cfg.ckpt_path), cfg.ckpt_path)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)

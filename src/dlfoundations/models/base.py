@@ -39,6 +39,18 @@ class LabModule(L.LightningModule):
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": self.scheduler(optimizer), "interval": "epoch"}}
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the classes, so that ``scripts/eval.py`` can rebuild model and data."""
+        checkpoint["model_class"] = qualified_name(type(self))
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        if datamodule is not None:
+            checkpoint["datamodule_class"] = qualified_name(type(datamodule))
+
     def report(self) -> dict[str, Any]:
         """Extra final values for ``metrics.json`` (e.g. learned parameters)."""
         return {}
+
+
+def qualified_name(cls: type) -> str:
+    """``package.module.Class``, importable again with ``hydra.utils.get_class``."""
+    return f"{cls.__module__}.{cls.__qualname__}"

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from dlfoundations.models.base import LabModule, SchedulerFactory
 from dlfoundations.optim import OptimizerFactory
@@ -31,6 +31,9 @@ class Classifier(LabModule):
         self.train_acc = self._accuracy()
         self.val_acc, self.test_acc = self._accuracy(), self._accuracy()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.test_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
+        #: rows: true class, columns: predicted class; filled at the end of testing
+        self.confusion_matrix: torch.Tensor | None = None
 
     def _accuracy(self) -> MulticlassAccuracy:
         return MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
@@ -47,7 +50,7 @@ class Classifier(LabModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch: Batch, stage: str) -> None:
+    def _evaluate(self, batch: Batch, stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         mean_loss, accuracy = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
@@ -55,9 +58,17 @@ class Classifier(LabModule):
         accuracy.update(logits, y)
         self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        return logits
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        logits = self._evaluate(batch, "test")
+        self.test_confusion.update(logits, batch[1])
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.confusion_matrix = self.test_confusion.compute().cpu()

@@ -1,0 +1,21 @@
+"""Evaluate a checkpoint on the test set: `python scripts/eval.py ckpt_path=<checkpoint>`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from dlfoundations.cli import run_job
+from dlfoundations.evaluate import evaluate
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    metrics = run_job(evaluate, cfg)
+    for key in sorted(k for k in metrics if k.startswith("test/")):
+        print(f"{key} {metrics[key]:.6f}")
+    for row in metrics.get("confusion_matrix", []):
+        print(" ".join(f"{count:5d}" for count in row))
+    print(f"written to {cfg.paths.output_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Multirun sweeps as a user runs them: real subprocesses with tiny budgets."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.utils import get_class
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dlfoundations.optim import scaled_lr
+from tests.conftest import ROOT, run_script
+
+TINY = ("trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2")
+
+
+def sweep(tmp_path: Path, *overrides: str) -> tuple[Path, str]:
+    """Run a multirun into ``tmp_path``; return its sweep folder and stdout."""
+    result = run_script("train.py", "-m", *overrides, f"paths.output_root={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "multiruns").iterdir()
+    return sweep_dir, result.stdout
+
+
+def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
+    with (sweep_dir / "summary.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def job_metrics(sweep_dir: Path) -> dict[str, dict]:
+    return {path.parent.name: json.loads(path.read_text())
+            for path in sweep_dir.glob("*/metrics.json")}
+
+
+def test_lr_scaling_rules() -> None:
+    assert scaled_lr(0.1, 1024, 256, "sqrt") == pytest.approx(0.2)
+    assert scaled_lr(0.1, 64, 256, "linear") == pytest.approx(0.025)
+    assert scaled_lr(0.1, 4096, 256, "none") == pytest.approx(0.1)
+
+
+def test_two_by_two_sweep_summarises_four_jobs(tmp_path: Path, raw_paths: dict) -> None:
+    sweep_dir, stdout = sweep(tmp_path, "optim.lr_scaling=sqrt,linear",
+                              "data.batch_size=64,1024", *TINY)
+    jobs = job_metrics(sweep_dir)
+    assert len(jobs) == 4
+    assert all(m["status"] == "completed" for m in jobs.values())
+    rows = summary_rows(sweep_dir)
+    assert len(rows) == 4
+    assert [float(r["val/acc"]) for r in rows] == sorted(
+        (float(r["val/acc"]) for r in rows), reverse=True)
+    assert (sweep_dir / "curves.png").stat().st_size > 10_000
+    assert "| optim.lr_scaling=sqrt,data.batch_size=64 |" in stdout
+
+    def lr(rule: str, batch: int) -> float:
+        (metrics,) = [m for name, m in jobs.items()
+                      if f"optim.lr_scaling={rule}" in name and f"data.batch_size={batch}," in name]
+        return metrics["lr"]
+
+    assert lr("sqrt", 1024) / lr("sqrt", 64) == pytest.approx(4)
+    assert lr("linear", 1024) / lr("linear", 64) == pytest.approx(16)
+    for name in jobs:
+        events = EventAccumulator(str(sweep_dir / name)).Reload()
+        assert len(events.Scalars("val/acc")) == 2
+
+
+def test_failed_and_diverged_jobs_do_not_stop_the_sweep(tmp_path: Path, raw_paths: dict) -> None:
+    sweep_dir, _ = sweep(tmp_path, "model=mlp", "optim=sgd", "optim.lr=0.1,-1,1e20", *TINY)
+    status = {row["job"]: row for row in summary_rows(sweep_dir)}
+    assert status["optim.lr=0.1"]["status"] == "completed"
+    assert status["optim.lr=-1"]["status"] == "failed"
+    assert status["optim.lr=-1"]["reason"].startswith("optim.lr=-1 is not allowed")
+    assert status["optim.lr=1e20"]["status"] == "diverged"
+    assert "the training loss became nan" in status["optim.lr=1e20"]["reason"]
+    assert list(status) == ["optim.lr=0.1", "optim.lr=-1", "optim.lr=1e20"] or \
+        list(status)[0] == "optim.lr=0.1"
+
+
+def test_optuna_search_reports_the_best_parameters(tmp_path: Path, raw_paths: dict) -> None:
+    sweep_dir, _ = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY)
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert set(results["best_params"]) == {"optim", "optim.lr", "data.batch_size",
+                                           "optim.weight_decay", "model.dropout"}
+    assert 0.1 < results["best_value"] <= 1
+    assert len(summary_rows(sweep_dir)) == 3
+    assert max(m["val/acc"] for m in job_metrics(sweep_dir).values()) == pytest.approx(
+        results["best_value"])
+
+
+def test_k_fold_sweep_reports_mean_and_std(tmp_path: Path, raw_paths: dict) -> None:
+    sweep_dir, stdout = sweep(tmp_path, "data.num_folds=3", "data.fold=0,1,2", *TINY)
+    assert len(summary_rows(sweep_dir)) == 3
+    summary = (sweep_dir / "summary.md").read_text()
+    assert "Cross-validation" in summary and "| val/acc | 3 | 0." in summary and " ± " in summary
+    assert "Cross-validation" in stdout
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path, raw_paths: dict) -> None:
+    sweep_dir, _ = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                         "threads=1", "optim=sgd,adam", *TINY)
+    rows = summary_rows(sweep_dir)
+    assert {row["job"] for row in rows} == {"optim=sgd", "optim=adam"}
+    assert all(row["status"] == "completed" for row in rows)
+
+
+@pytest.mark.parametrize(("overrides", "node", "target"), [
+    (["hydra/launcher=slurm", "trainer.num_nodes=2"], "launcher",
+     "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    (["hparams_search=optuna"], "sweeper",
+     "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"),
+])
+def test_launcher_and_sweeper_configs_compose(overrides: list[str], node: str,
+                                              target: str) -> None:
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra[node]._target_ == target
+    get_class(target)
+    if node == "launcher":
+        assert cfg.hydra.launcher.nodes == 2 and cfg.hydra.launcher.gpus_per_node == 8
+        assert cfg.hydra.launcher.tasks_per_node == 8 and cfg.hydra.launcher.partition == "gpu"
