@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -19,6 +22,12 @@ class ValidationHistory(L.Callback):
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         self.epochs.append({"epoch": trainer.current_epoch, **metrics})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs = list(state_dict["epochs"])
 
     def best(self, monitor: str, mode: str) -> dict[str, float]:
         """The epoch whose ``monitor`` is highest (``mode="max"``) or lowest (``"min"``)."""
@@ -57,3 +66,58 @@ class DivergenceGuard(L.Callback):
                 f"(epoch {trainer.current_epoch}); the last finite loss was {self.last_finite}"
             )
         self.last_finite = value
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived during training; ``last.ckpt`` holds the state to resume."""
+
+
+class GracefulInterrupt(L.Callback):
+    """Ctrl-C (SIGINT) or SIGTERM stops training cleanly after the current step.
+
+    The step is finished, ``last.ckpt`` is saved beside the other checkpoints (mid-epoch,
+    resumable exactly) and ``TrainingInterrupted`` is raised. A second signal interrupts at once.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            self._restore()
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
+        self._restore()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.received is None:
+            return
+        checkpoint = trainer.checkpoint_callback
+        ckpt_dir = checkpoint.dirpath if checkpoint and checkpoint.dirpath else \
+            Path(trainer.default_root_dir) / "checkpoints"
+        path = Path(ckpt_dir) / "last.ckpt"
+        trainer.save_checkpoint(path)
+        name = signal.Signals(self.received).name
+        raise TrainingInterrupted(
+            f"{name} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
+            f"resume with ckpt_path={path}"
+        )

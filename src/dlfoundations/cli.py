@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from dlfoundations.errors import UserError
@@ -26,9 +28,22 @@ def user_error_in(err: BaseException | None) -> UserError | None:
     return None
 
 
+def unknown_option_in(err: BaseException) -> UserError | None:
+    """A config key the target class does not take (e.g. ``+model.foo=1``), as a UserError."""
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, TypeError):
+        match = re.search(r"full_key: (\S+)", str(err))
+        cause = str(err.__cause__)
+        if "unexpected keyword argument" in cause:
+            key = re.search(r"argument '(\w+)'", cause)
+            name = f"{match.group(1)}.{key.group(1)}" if match and key else cause
+            return UserError(f"{name} is not an option of {match.group(1) if match else 'it'}:"
+                             f" {cause}.")
+    return None
+
+
 def one_line(err: BaseException) -> str:
     """An exception as one line: the user's sentence, or the type and first line."""
-    user_error = user_error_in(err)
+    user_error = user_error_in(err) or unknown_option_in(err)
     if user_error is not None:
         return str(user_error)
     first = (str(err).strip().splitlines() or [""])[0]
@@ -52,7 +67,7 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
             write_metrics(Path(cfg.paths.output_dir), metrics)
             print(f"job failed: {metrics['reason']}", file=sys.stderr)
             return metrics
-        if user_error_in(err) is None or full_error:
+        if (user_error_in(err) or unknown_option_in(err)) is None or full_error:
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

@@ -14,9 +14,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from dlfoundations.callbacks import DivergenceGuard, TrainingDiverged, ValidationHistory
+from dlfoundations.callbacks import (
+    DivergenceGuard,
+    GracefulInterrupt,
+    TrainingDiverged,
+    TrainingInterrupted,
+    ValidationHistory,
+)
 from dlfoundations.checkpoints import check_matches, read_checkpoint
 from dlfoundations.errors import UserError, require
 from dlfoundations.optim import scaled_lr
@@ -36,6 +42,25 @@ def check_model_fits_data(cfg: DictConfig) -> None:
             f"{data_cls.__name__} holds {data_cls.task} data: use data=synthetic_linear "
             "with model=linreg and data=fashion_mnist with the classifiers."
         )
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """The run-level keys a typo would break late: checked before anything is built."""
+    trainer = cfg.trainer
+    require(isinstance(trainer.max_epochs, int) and trainer.max_epochs >= 1,
+            "trainer.max_epochs", trainer.max_epochs, "an integer of at least 1")
+    devices = trainer.get("devices", 1)
+    require(devices in ("auto", -1) or (isinstance(devices, int) and devices >= 1)
+            or (isinstance(devices, list | ListConfig) and len(devices) >= 1),
+            "trainer.devices", devices, "an integer of at least 1, -1 (all), auto or a list")
+    for key in ("num_nodes", "accumulate_grad_batches"):
+        value = trainer.get(key, 1)
+        require(isinstance(value, int) and value >= 1, f"trainer.{key}", value,
+                "an integer of at least 1")
+    require(cfg.monitor.mode in ("max", "min"), "monitor.mode", cfg.monitor.mode, "max or min")
+    threads = cfg.get("threads")
+    require(threads is None or (isinstance(threads, int) and threads >= 1), "threads", threads,
+            "null or an integer of at least 1")
 
 
 def in_multirun() -> bool:
@@ -91,15 +116,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     started = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
+    check_run_config(cfg)
     check_model_fits_data(cfg)
     if cfg.get("threads"):
-        require(isinstance(cfg.threads, int) and cfg.threads >= 1, "threads", cfg.threads,
-                "null or an integer of at least 1")
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     history = ValidationHistory()
-    trainer = build_trainer(cfg, history, DivergenceGuard())
+    trainer = build_trainer(cfg, history, DivergenceGuard(), GracefulInterrupt())
     check_processes_are_safe(trainer)
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
@@ -113,8 +137,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    except TrainingDiverged as err:
-        metrics = {**history.last(), **facts, "status": "diverged", "reason": str(err)}
+    except (TrainingDiverged, TrainingInterrupted) as err:
+        status = "diverged" if isinstance(err, TrainingDiverged) else "interrupted"
+        metrics = {**history.last(), **facts, "status": status, "reason": str(err)}
     else:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         val = history.best(cfg.monitor.metric, cfg.monitor.mode)

@@ -40,11 +40,17 @@ class LabModule(L.LightningModule):
                 "lr_scheduler": {"scheduler": self.scheduler(optimizer), "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the classes, so that ``scripts/eval.py`` can rebuild model and data."""
+        """Record the classes (so ``scripts/eval.py`` can rebuild model and data) and the torch
+        RNG state (so a resumed run draws the same dropout masks as an uninterrupted one)."""
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
         checkpoint["model_class"] = qualified_name(type(self))
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         if datamodule is not None:
             checkpoint["datamodule_class"] = qualified_name(type(datamodule))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
 
     def report(self) -> dict[str, Any]:
         """Extra final values for ``metrics.json`` (e.g. learned parameters)."""

@@ -1,0 +1,140 @@
+"""Reliability as a user meets it: bad values, divergence, interruption, resume, eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import run_script
+
+#: an MLP with dropout, so that the RNG state matters, in a short budget
+SHORT_MLP = ("model=mlp", "trainer.max_epochs=2", "trainer.limit_train_batches=40",
+             "trainer.limit_val_batches=5", "trainer.limit_test_batches=5")
+COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_step",
+            "best_epoch", "lr")
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["data.batch_size=0"], "data.batch_size=0 is not allowed"),
+    (["optim.lr=0"], "optim.lr=0 is not allowed"),
+    (["optim.weight_decay=-0.1"], "optim.weight_decay=-0.1 is not allowed"),
+    (["model=mlp", "model.dropout=1.0"], "model.dropout=1.0 is not allowed"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0 is not allowed"),
+    (["data.val_size=60000"], "data.val_size=60000 is not allowed"),
+    (["data.num_folds=5", "data.fold=5"], "data.fold=5 is not allowed"),
+    (["trainer.devices=0"], "trainer.devices=0 is not allowed"),
+    (["model=mlp", "model.activation=gelu"], "model.activation='gelu' is not allowed"),
+    (["model=lenet", "model.pool=median"], "model.pool='median' is not allowed"),
+    (["+model.width=3"], "model.width is not an option of model"),
+])
+def test_bad_values_fail_fast_in_one_sentence(overrides: list[str], message: str,
+                                              tmp_path: Path) -> None:
+    result = run_script("train.py", *overrides, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert f"error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(("overrides", "names"), [
+    (["trainer.foo=1"], ["trainer.foo"]),
+    (["init=orthogonal"], ["init/orthogonal", "kaiming", "xavier", "zeros"]),
+    (["model=resnet"], ["model/resnet", "lenet", "mlp", "softmax", "linreg"]),
+])
+def test_unknown_keys_and_options_are_refused(overrides: list[str], names: list[str],
+                                              tmp_path: Path) -> None:
+    result = run_script("train.py", *overrides, f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert all(name in result.stderr for name in names)
+    assert "Traceback" not in result.stderr
+
+
+def test_divergence_ends_with_status_and_message(tmp_path: Path, raw_paths: dict) -> None:
+    result = run_script("train.py", *SHORT_MLP, "optim=sgd", "optim.lr=1e20",
+                        f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 3
+    assert "error: the run diverged: the training loss became nan at step" in result.stderr
+    assert "the last finite loss was" in result.stderr and "Traceback" not in result.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["global_step"] < 10
+
+
+def run_to_end(run_dir: Path, *overrides: str) -> dict:
+    result = run_script("train.py", *SHORT_MLP, *overrides, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, raw_paths: dict) -> Path:
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    run_to_end(run_dir)
+    return run_dir
+
+
+def test_same_seed_gives_identical_metrics(uninterrupted: Path, tmp_path: Path) -> None:
+    first = json.loads((uninterrupted / "metrics.json").read_text())
+    second = run_to_end(tmp_path)
+    assert {k: second[k] for k in COMPARED} == {k: first[k] for k in COMPARED}
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_interrupted_then_resumed_run_equals_uninterrupted(
+    uninterrupted: Path, tmp_path: Path, signal_name: str
+) -> None:
+    interrupted = tmp_path / "interrupted"
+    result = run_script("train.py", *SHORT_MLP, f"hydra.run.dir={interrupted}",
+                        "+callbacks.probe._target_=tests.signal_probe.SignalAtStep",
+                        "+callbacks.probe.step=25", f"+callbacks.probe.signal_name={signal_name}")
+    assert result.returncode == 3
+    assert f"error: the run interrupted: {signal_name} at step 25 (epoch 0)" in result.stderr
+    stopped = json.loads((interrupted / "metrics.json").read_text())
+    assert stopped["status"] == "interrupted" and stopped["global_step"] == 25
+    last = interrupted / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+
+    resumed = run_to_end(tmp_path / "resumed", f"ckpt_path={last}")
+    expected = json.loads((uninterrupted / "metrics.json").read_text())
+    assert {k: resumed[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
+    final, reference = weights(tmp_path / "resumed/checkpoints/last.ckpt"), weights(
+        uninterrupted / "checkpoints/last.ckpt")
+    assert final.keys() == reference.keys()
+    assert all(torch.equal(final[name], reference[name]) for name in final)
+
+
+def test_eval_reproduces_the_test_accuracy(uninterrupted: Path, tmp_path: Path) -> None:
+    metrics = json.loads((uninterrupted / "metrics.json").read_text())
+    result = run_script("eval.py", f"ckpt_path={metrics['best_checkpoint']}",
+                        "trainer.limit_test_batches=5", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluation = json.loads((tmp_path / "metrics.json").read_text())
+    assert evaluation["test/acc"] == metrics["test/acc"]
+    assert evaluation["test/loss"] == metrics["test/loss"]
+    confusion = (tmp_path / "confusion_matrix.csv").read_text().splitlines()
+    assert len(confusion) == 10 and sum(
+        int(v) for line in confusion for v in line.split(",")) == 5 * 256
+
+
+def test_eval_refuses_a_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    bogus = tmp_path / "model.ckpt"
+    bogus.write_bytes(b"not a checkpoint at all")
+    result = run_script("eval.py", f"ckpt_path={bogus}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 2
+    assert f"error: ckpt_path='{bogus}' is not a readable checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(uninterrupted: Path, tmp_path: Path) -> None:
+    result = run_script("train.py", "model=softmax",
+                        f"ckpt_path={uninterrupted / 'checkpoints/last.ckpt'}",
+                        f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "does not match model SoftmaxRegression" in result.stderr
+    assert "Traceback" not in result.stderr
