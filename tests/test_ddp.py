@@ -33,7 +33,7 @@ def test_one_run_folder_with_one_metrics_file_and_one_events_file(
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed"
     assert metrics["global_batch_size"] == 512
-    assert metrics["lr"] == pytest.approx(1e-3 * 2 ** 0.5)
+    assert metrics["lr"] == pytest.approx(3e-3 * 2 ** 0.5)  # sqrt scaling to batch 512
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "epoch01.ckpt", "last.ckpt"]
 

@@ -30,7 +30,7 @@ def test_metrics_json_holds_the_final_numbers(softmax_run: Path) -> None:
     assert metrics["val/acc"] >= 0.78
     assert 0 < metrics["test/loss"] < 0.8 and 0 < metrics["val/loss"] < 0.8
     assert metrics["epochs"] == 1 and metrics["global_step"] == 215  # ceil(55,000 / 256)
-    assert metrics["batch_size"] == 256 and metrics["lr"] == pytest.approx(1e-3)
+    assert metrics["batch_size"] == 256 and metrics["lr"] == pytest.approx(3e-3)
     assert metrics["wall_time_s"] > 0
 
 
@@ -43,9 +43,9 @@ def test_run_folder_holds_config_checkpoints_and_events(softmax_run: Path) -> No
     assert len(events) == 1
     accumulator = EventAccumulator(str(softmax_run)).Reload()
     tags = set(accumulator.Tags()["scalars"])
-    assert {"train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc",
+    assert {"train/loss", "train/loss_epoch", "train/acc", "val/loss", "val/acc",
             "test/loss", "test/acc"} <= tags
-    losses = [event.value for event in accumulator.Scalars("train/loss_step")]
+    losses = [event.value for event in accumulator.Scalars("train/loss")]
     assert len(losses) == 215 // 50
     assert losses[-1] < losses[0]
 

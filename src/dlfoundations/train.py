@@ -13,6 +13,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -26,6 +27,7 @@ from dlfoundations.callbacks import (
 from dlfoundations.checkpoints import check_matches, read_checkpoint
 from dlfoundations.errors import UserError, require
 from dlfoundations.optim import scaled_lr
+from dlfoundations.tensorboard_logger import RunTensorBoardLogger
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +155,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                    wall_time_s=round(time.perf_counter() - started, 3))
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)
-        for logger in trainer.loggers:
-            # final/<metric>: one point each for the HParams view, apart from the curves
-            logger.log_hyperparams(hyperparameters(cfg, lr, global_batch_size),
-                                   {f"final/{k}": v for k, v in metrics.items() if "/" in k})
-            logger.finalize("success")
-            if hasattr(logger, "close"):
-                logger.close()
+        log_final(trainer, hyperparameters(cfg, lr, global_batch_size), metrics)
     return metrics
+
+
+def log_final(trainer: L.Trainer, params: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Hyperparameters with the final metrics, logged once as ``final/<metric>`` (one point
+    each, apart from the curves) so that TensorBoard's HParams view compares runs."""
+    final = {f"final/{key}": value for key, value in metrics.items() if "/" in key}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, final)
+        else:
+            logger.log_hyperparams(params)
+            logger.log_metrics(final, step=trainer.global_step)
+        logger.finalize("success")
+        if isinstance(logger, RunTensorBoardLogger):
+            logger.close()
 
 
 def hyperparameters(cfg: DictConfig, lr: float, global_batch_size: int) -> dict[str, Any]:

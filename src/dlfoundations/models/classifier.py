@@ -17,8 +17,10 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 class Classifier(LabModule):
     """A network ``self.net`` from images to logits, trained with cross-entropy.
 
-    Loss l = -log softmax(o)_y. Logs ``{train,val,test}/loss`` and ``/acc``; accuracy is
-    accumulated per step and computed once per epoch (synchronised across DDP ranks).
+    Loss l = -log softmax(o)_y. Logs ``train/loss`` per step (written every
+    ``log_every_n_steps``), ``train/loss_epoch`` and ``train/acc`` per epoch from sums kept on
+    the device (no per-step sync), and ``{val,test}/loss`` and ``/acc`` through torchmetrics,
+    synchronised across DDP ranks.
     """
 
     task = "classification"
@@ -28,7 +30,8 @@ class Classifier(LabModule):
                  scheduler: SchedulerFactory | None = None):
         super().__init__(optimizer, scheduler)
         self.num_classes = num_classes
-        self.train_acc = self._accuracy()
+        # loss sum, correct predictions, examples of the current training epoch
+        self.register_buffer("train_sums", torch.zeros(3), persistent=False)
         self.val_acc, self.test_acc = self._accuracy(), self._accuracy()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.test_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
@@ -45,10 +48,20 @@ class Classifier(LabModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self.train_acc.update(logits, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        with torch.no_grad():
+            correct = (logits.argmax(dim=1) == y).sum()
+            self.train_sums += torch.stack([loss * len(y), correct, torch.tensor(len(y))])
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.train_sums.zero_()
+
+    def on_train_epoch_end(self) -> None:
+        loss_sum, correct, count = self.train_sums
+        if count > 0:
+            self.log("train/loss_epoch", loss_sum / count, sync_dist=True)
+            self.log("train/acc", correct / count, sync_dist=True)
 
     def _evaluate(self, batch: Batch, stage: str) -> torch.Tensor:
         x, y = batch
@@ -63,9 +76,10 @@ class Classifier(LabModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         logits = self._evaluate(batch, "test")
         self.test_confusion.update(logits, batch[1])
+        return logits
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()

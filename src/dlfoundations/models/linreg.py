@@ -52,7 +52,9 @@ class LinearRegression(LabModule):
         return self._step(batch, "train")
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict(self.parameter_errors())
+        w, b = self.net.weight.detach()[0], self.net.bias.detach()[0]
+        self.log_dict({**self.parameter_errors(), "param/b": b,
+                       **{f"param/w{i}": value for i, value in enumerate(w)}})
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

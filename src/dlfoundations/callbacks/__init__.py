@@ -1,0 +1,17 @@
+"""Project callbacks: run bookkeeping, guards, training monitors and TensorBoard figures."""
+
+from dlfoundations.callbacks.guards import (
+    DivergenceGuard,
+    GracefulInterrupt,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
+from dlfoundations.callbacks.histograms import WeightHistograms
+from dlfoundations.callbacks.history import ValidationHistory
+from dlfoundations.callbacks.monitors import EpochTimer, LearningRateLogger
+from dlfoundations.callbacks.test_images import TestImages
+
+__all__ = [
+    "DivergenceGuard", "EpochTimer", "GracefulInterrupt", "LearningRateLogger", "TestImages",
+    "TrainingDiverged", "TrainingInterrupted", "ValidationHistory", "WeightHistograms",
+]

@@ -1,0 +1,38 @@
+"""Per-epoch validation metrics, kept so a run can report its best epoch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+
+
+class ValidationHistory(L.Callback):
+    """Keeps each epoch's validation metrics, so a run can report those of its best epoch."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        self.epochs.append({"epoch": trainer.current_epoch, **metrics})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs = list(state_dict["epochs"])
+
+    def best(self, monitor: str, mode: str) -> dict[str, float]:
+        """The epoch whose ``monitor`` is highest (``mode="max"``) or lowest (``"min"``)."""
+        scored = [epoch for epoch in self.epochs if monitor in epoch]
+        if not scored:
+            return self.last()
+        pick = max if mode == "max" else min
+        return pick(scored, key=lambda epoch: epoch[monitor])
+
+    def last(self) -> dict[str, float]:
+        """The latest epoch's metrics (empty before the first validation)."""
+        return self.epochs[-1] if self.epochs else {}

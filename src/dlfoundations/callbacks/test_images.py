@@ -1,0 +1,95 @@
+"""Images at the end of testing: the confusion matrix and misclassified test images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from dlfoundations.data import CLASS_NAMES
+from dlfoundations.models.classifier import Classifier
+
+
+class TestImages(L.Callback):
+    """Adds ``test/confusion_matrix`` and ``test/misclassified`` to TensorBoard (classifiers).
+
+    The grid shows the first ``num_images`` misclassified test images of rank 0, captioned
+    "true -> predicted".
+    """
+
+    def __init__(self, num_images: int = 24):
+        self.num_images = num_images
+        self.wrong: list[tuple[torch.Tensor, int, int]] = []
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.wrong = []
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                          outputs: Any, batch: Any, batch_idx: int,
+                          dataloader_idx: int = 0) -> None:
+        if not isinstance(outputs, torch.Tensor) or len(self.wrong) >= self.num_images:
+            return
+        x, y = batch
+        predicted = outputs.argmax(dim=1)
+        for i in torch.nonzero(predicted != y).flatten()[: self.num_images - len(self.wrong)]:
+            self.wrong.append((x[i, 0].cpu(), int(y[i]), int(predicted[i])))
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not isinstance(pl_module, Classifier):
+            return
+        confusion = pl_module.test_confusion.compute().cpu()
+        writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not trainer.is_global_zero or not writers:
+            return
+        figures = {"test/confusion_matrix": confusion_figure(confusion)}
+        if self.wrong:
+            figures["test/misclassified"] = misclassified_figure(self.wrong)
+        for writer in writers:
+            for tag, figure in figures.items():
+                writer.add_figure(tag, figure, global_step=trainer.global_step, close=False)
+        for figure in figures.values():
+            figure.clf()
+
+
+def confusion_figure(confusion: torch.Tensor) -> Any:
+    """Counts per (true, predicted) class pair, with the class names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.imshow(confusion, cmap="Blues")
+    ticks = range(len(CLASS_NAMES))
+    ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
+           title="Test-set confusion matrix")
+    ax.set_xticklabels(CLASS_NAMES, rotation=45, ha="right")
+    ax.set_yticklabels(CLASS_NAMES)
+    peak = confusion.max().item()
+    for (row, col), count in zip(torch.cartesian_prod(torch.arange(10), torch.arange(10)).tolist(),
+                                 confusion.flatten().tolist(), strict=True):
+        ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
+                color="white" if count > peak / 2 else "black")
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_figure(wrong: list[tuple[torch.Tensor, int, int]]) -> Any:
+    """A grid of images captioned "true -> predicted"."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = 6
+    rows = (len(wrong) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image, true, predicted) in zip(axes.flat, wrong, strict=False):
+        ax.imshow(image, cmap="gray")
+        ax.set_title(f"{CLASS_NAMES[true]} ->\n{CLASS_NAMES[predicted]}", fontsize=8)
+    fig.tight_layout()
+    return fig
