@@ -1,10 +1,14 @@
 """Evaluate a checkpoint on the test set: `python scripts/eval.py ckpt_path=<checkpoint>`."""
 
-import hydra
-from omegaconf import DictConfig
+from dlfoundations.environment import hide_absent_gpus
 
-from dlfoundations.cli import run_job
-from dlfoundations.evaluate import evaluate
+hide_absent_gpus()  # before torch is imported: see dlfoundations/environment.py
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from dlfoundations.cli import run_job  # noqa: E402
+from dlfoundations.evaluate import evaluate  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

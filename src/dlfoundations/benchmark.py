@@ -1,0 +1,210 @@
+"""What the project's conveniences cost: full path vs Lightning's floor vs a bare PyTorch loop.
+
+Used by ``scripts/bench.py``. Every mode trains the same model class on the same in-memory
+batches with the same optimizer; the modes take turns, epoch by epoch (interleaved), after a
+warm-up epoch each, and the median epoch time is reported. An epoch is the training steps and
+the validation pass that follows them.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from dlfoundations.data import FashionMNISTDataModule, raw_files
+from dlfoundations.train import build_model, build_trainer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class EpochClock(L.Callback):
+    """Wall time of each training epoch (its steps and the validation pass after them)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self.started)
+
+
+class FirstStepClock(L.Callback):
+    """Prints the wall-clock time of the first training step's start, then stops the run."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                             batch: Any, batch_idx: int) -> None:
+        print(f"FIRST_STEP_AT {time.time():.6f}", flush=True)
+        trainer.should_stop = True
+
+
+def run_config(model: str, output_dir: Path, *overrides: str) -> DictConfig:
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=[f"model={model}", f"paths.output_dir={output_dir}",
+                                           "trainer.max_epochs=1", *overrides])
+
+
+class LightningMode:
+    """One model trained by Lightning, one more epoch per ``epoch()`` call."""
+
+    def __init__(self, cfg: DictConfig, datamodule: FashionMNISTDataModule, barebones: bool):
+        self.clock = EpochClock()
+        if barebones:
+            self.trainer = L.Trainer(barebones=True, max_epochs=1, accelerator="auto",
+                                     devices=1, callbacks=[self.clock])
+        else:
+            self.trainer = build_trainer(cfg, self.clock)
+        self.model, _ = build_model(cfg, datamodule.batch_size)
+        self.datamodule = datamodule
+
+    def epoch(self) -> float:
+        self.trainer.fit_loop.max_epochs = self.trainer.current_epoch + 1
+        self.trainer.fit(self.model, datamodule=self.datamodule)
+        return self.clock.seconds[-1]
+
+
+class BareMode:
+    """The same network, optimizer and batches in a plain PyTorch loop."""
+
+    def __init__(self, cfg: DictConfig, datamodule: FashionMNISTDataModule):
+        self.model, _ = build_model(cfg, datamodule.batch_size)
+        self.optimizer = self.model.configure_optimizers()
+        if isinstance(self.optimizer, dict):
+            self.optimizer = self.optimizer["optimizer"]
+        self.train, self.val = datamodule.splits["train"], datamodule.splits["val"]
+        self.batch_size = datamodule.batch_size
+
+    def epoch(self) -> float:
+        started = time.perf_counter()
+        self.model.train()
+        order = torch.randperm(len(self.train)).tolist()
+        for start in range(0, len(order), self.batch_size):
+            x, y = self.train.__getitems__(order[start:start + self.batch_size])
+            loss = F.cross_entropy(self.model(x), y)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+        self.model.eval()
+        correct = 0
+        with torch.no_grad():
+            for start in range(0, len(self.val), self.batch_size):
+                x, y = self.val.__getitems__(list(range(start, min(start + self.batch_size,
+                                                                   len(self.val)))))
+                correct += (self.model(x).argmax(1) == y).sum().item()
+        return time.perf_counter() - started
+
+
+def compare_modes(model: str, datamodule: FashionMNISTDataModule, repeats: int,
+                  work_dir: Path) -> dict[str, Any]:
+    """Median epoch seconds of full, floor and bare, after a warm-up epoch each."""
+    cfg = run_config(model, work_dir / model)
+    modes: dict[str, Any] = {"full": LightningMode(cfg, datamodule, barebones=False),
+                             "floor": LightningMode(cfg, datamodule, barebones=True),
+                             "bare": BareMode(cfg, datamodule)}
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    for repeat in range(repeats + 1):
+        for name, mode in modes.items():
+            seconds = mode.epoch()
+            if repeat > 0:
+                times[name].append(seconds)
+    steps = -(-len(datamodule.splits["train"]) // datamodule.batch_size)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    return {
+        "model": model, "steps_per_epoch": steps, "epochs_measured": repeats,
+        **{f"{name}_epoch_s": median[name] for name in modes},
+        **{f"{name}_samples_per_s": len(datamodule.splits["train"]) / median[name]
+           for name in modes},
+        "full_over_bare": median["full"] / median["bare"],
+        "full_over_floor": median["full"] / median["floor"],
+        "floor_over_bare": median["floor"] / median["bare"],
+        "full_overhead_ms_per_step": 1000 * (median["full"] - median["bare"]) / steps,
+        "floor_overhead_ms_per_step": 1000 * (median["floor"] - median["bare"]) / steps,
+        "all_epoch_s": times,
+    }
+
+
+def images_per_second(loader: Any) -> float:
+    started, count = time.perf_counter(), 0
+    for _, y in loader:
+        count += len(y)
+    return count / (time.perf_counter() - started)
+
+
+def compare_data_paths(datamodule: FashionMNISTDataModule, work_dir: Path) -> dict[str, float]:
+    """Images/s of one pass of the project's train loader and of torchvision's loader."""
+    from torchvision import datasets, transforms
+
+    raw = raw_files.raw_dir(work_dir / "torchvision")
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, path in raw_files.find_files(datamodule.data_dir, datamodule.system_dirs).items():
+        (raw / name).write_bytes(raw_files.read_bytes(path))
+    dataset = datasets.FashionMNIST(str(work_dir / "torchvision"), train=True,
+                                    transform=transforms.ToTensor())
+    result = {"project_images_per_s": images_per_second(datamodule.train_dataloader())}
+    for workers in (0, 2):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=datamodule.batch_size,
+                                             shuffle=True, num_workers=workers)
+        result[f"torchvision_workers{workers}_images_per_s"] = images_per_second(loader)
+    best = max(v for k, v in result.items() if k.startswith("torchvision"))
+    result["project_over_best_torchvision"] = result["project_images_per_s"] / best
+    return result
+
+
+def start_to_first_step(work_dir: Path) -> float:
+    """Seconds from launching ``scripts/train.py`` to the start of its first training step."""
+    launched = time.time()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), f"hydra.run.dir={work_dir / 'start'}",
+         "+callbacks.first_step._target_=dlfoundations.benchmark.FirstStepClock"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("FIRST_STEP_AT")]
+    return float(line.split()[1]) - launched
+
+
+def run(models: list[str], repeats: int, out: Path,
+        report: Callable[[str], None] = print) -> dict[str, Any]:
+    """The whole benchmark; the table is reported line by line and written as JSON."""
+    torch.manual_seed(0)
+    datamodule = FashionMNISTDataModule(batch_size=256, seed=0)
+    datamodule.setup()
+    results: dict[str, Any] = {"device": "cuda" if torch.cuda.is_available() else "cpu",
+                               "torch_threads": torch.get_num_threads(), "models": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work_dir = Path(tmp)
+        report("| model | full s | floor s | bare s | full samples/s | full/bare | full/floor"
+               " | floor/bare | full overhead ms/step |")
+        report("|---|---|---|---|---|---|---|---|---|")
+        for model in models:
+            row = compare_modes(model, datamodule, repeats, work_dir)
+            results["models"].append(row)
+            report(f"| {model} | {row['full_epoch_s']:.3f} | {row['floor_epoch_s']:.3f} | "
+                   f"{row['bare_epoch_s']:.3f} | {row['full_samples_per_s']:,.0f} | "
+                   f"{row['full_over_bare']:.3f} | {row['full_over_floor']:.3f} | "
+                   f"{row['floor_over_bare']:.3f} | {row['full_overhead_ms_per_step']:.3f} |")
+        results["data"] = compare_data_paths(datamodule, work_dir)
+        data = results["data"]
+        report(f"\ndata path: project {data['project_images_per_s']:,.0f} images/s, torchvision "
+               f"{data['torchvision_workers0_images_per_s']:,.0f} (0 workers) / "
+               f"{data['torchvision_workers2_images_per_s']:,.0f} (2 workers): "
+               f"{data['project_over_best_torchvision']:.1f}x the best")
+        results["start_to_first_step_s"] = start_to_first_step(work_dir)
+        report(f"process start to first training step: {results['start_to_first_step_s']:.2f} s")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
