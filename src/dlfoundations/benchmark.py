@@ -9,6 +9,7 @@ the validation pass that follows them.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -170,11 +171,11 @@ def start_to_first_step(work_dir: Path) -> float:
     launched = time.time()
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train.py"), f"hydra.run.dir={work_dir / 'start'}",
-         "+callbacks.first_step._target_=dlfoundations.benchmark.FirstStepClock"],
+         "+callbacks.first_step._target_=dlfoundations.benchmark.FirstStepClock",
+         "trainer.limit_val_batches=0", "trainer.limit_test_batches=1"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
-    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("FIRST_STEP_AT")]
-    return float(line.split()[1]) - launched
+    return float(re.search(r"FIRST_STEP_AT (\d+\.\d+)", result.stdout).group(1)) - launched
 
 
 def run(models: list[str], repeats: int, out: Path,

@@ -19,7 +19,9 @@ class DivergenceGuard(L.Callback):
     """Stops the run at the first step whose training loss is not finite.
 
     Raises ``TrainingDiverged`` naming the step and the last finite loss; checkpoints
-    already written stay, and the run reports ``status: diverged``.
+    already written stay, and the run reports ``status: diverged``. Reading the loss waits for
+    the device, so on a GPU the check runs every ``log_every_n_steps`` steps only (the step
+    named is then the one where the non-finite loss was seen).
     """
 
     def __init__(self) -> None:
@@ -28,6 +30,8 @@ class DivergenceGuard(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss.device.type != "cpu" and trainer.global_step % trainer.log_every_n_steps:
+            return
         value = float(loss)
         if not math.isfinite(value):
             raise TrainingDiverged(

@@ -39,6 +39,12 @@ class LabModule(L.LightningModule):
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": self.scheduler(optimizer), "interval": "epoch"}}
 
+    def writes_logs_this_step(self) -> bool:
+        """Whether Lightning writes step logs after this training step (every
+        ``log_every_n_steps``); outside a Trainer's loop, False."""
+        connector = getattr(self._trainer, "_logger_connector", None)
+        return bool(connector and connector.should_update_logs)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the classes (so ``scripts/eval.py`` can rebuild model and data) and the torch
         RNG state (so a resumed run draws the same dropout masks as an uninterrupted one)."""
