@@ -88,6 +88,8 @@ class GracefulInterrupt(L.Callback):
         ckpt_dir = checkpoint.dirpath if checkpoint and checkpoint.dirpath else \
             Path(trainer.default_root_dir) / "checkpoints"
         path = Path(ckpt_dir) / "last.ckpt"
+        if path.is_symlink():  # save_last="link": never write through it into a best checkpoint
+            path.unlink()
         trainer.save_checkpoint(path)
         name = signal.Signals(self.received).name
         raise TrainingInterrupted(

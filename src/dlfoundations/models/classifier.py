@@ -31,8 +31,9 @@ class Classifier(LabModule):
                  scheduler: SchedulerFactory | None = None):
         super().__init__(optimizer, scheduler)
         self.num_classes = num_classes
-        # loss sum, correct predictions, examples of the current training epoch
-        self.register_buffer("train_sums", torch.zeros(3), persistent=False)
+        # sum of losses and of correct predictions over the current training epoch
+        self.register_buffer("train_sums", torch.zeros(2), persistent=False)
+        self.train_count = 0
         self.val_acc, self.test_acc = self._accuracy(), self._accuracy()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.test_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
@@ -51,19 +52,21 @@ class Classifier(LabModule):
         loss = F.cross_entropy(logits, y)
         with torch.no_grad():
             correct = (logits.argmax(dim=1) == y).sum()
-            self.train_sums += torch.stack([loss * len(y), correct, torch.tensor(len(y))])
+            self.train_sums.add_(torch.stack((loss * len(y), correct)))
+        self.train_count += len(y)
         if self.writes_logs_this_step():
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def on_train_epoch_start(self) -> None:
         self.train_sums.zero_()
+        self.train_count = 0
 
     def on_train_epoch_end(self) -> None:
-        loss_sum, correct, count = self.train_sums
-        if count > 0:
-            self.log("train/loss_epoch", loss_sum / count, sync_dist=True)
-            self.log("train/acc", correct / count, sync_dist=True)
+        if self.train_count:
+            loss_sum, correct = self.train_sums / self.train_count
+            self.log("train/loss_epoch", loss_sum, sync_dist=True)
+            self.log("train/acc", correct, sync_dist=True)
 
     def _evaluate(self, batch: Batch, stage: str) -> torch.Tensor:
         x, y = batch
