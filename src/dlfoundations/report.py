@@ -1,8 +1,9 @@
-"""Sweep summary: one table and one figure from the job folders of a multirun.
+"""Sweep summary: a table and figures from the job folders of a multirun.
 
-Each job folder holds Hydra's ``.hydra/overrides.yaml``, ``metrics.json`` and its TensorBoard
-events; the curves are read from those events, not from a second store. Written into the
-sweep folder: ``summary.csv``, ``summary.md`` and ``curves.png``.
+Each job folder holds Hydra's ``.hydra/`` (overrides and config), ``metrics.json`` and its
+TensorBoard events; the curves are read from those events, not from a second store. Written
+into the sweep folder: ``summary.csv``, ``summary.md`` and one PNG per figure of the jobs'
+``report`` config (by default ``curves.png``: validation loss and accuracy per epoch).
 """
 
 from __future__ import annotations
@@ -18,22 +19,34 @@ from typing import Any
 
 import yaml
 
-#: columns of summary.csv / summary.md besides the job's metric and its test counterpart
+#: columns of the summary besides the monitored metric, its test counterpart and extras
 COLUMNS = ("status", "best_epoch", "lr", "global_batch_size", "wall_time_s", "reason")
+DEFAULT_REPORT: dict[str, Any] = {
+    "figures": [{"name": "curves", "tags": ["val/loss", "val/acc"], "x": "epoch"}],
+    "columns": [], "epoch_table": [],
+}
+#: a scalar curve: (step, value) points
+Curve = list[tuple[int, float]]
 
 
 @dataclass
 class Job:
-    """One job of a sweep: its folder, the overrides that made it, its final numbers."""
+    """One job of a sweep: its folder, the overrides that made it, its numbers and curves."""
 
     path: Path
     overrides: list[str]
     metrics: dict[str, Any]
-    monitor: str = "val/acc"
-    mode: str = "max"
-    curves: dict[str, list[float]] = field(default_factory=dict)
-
+    config: dict[str, Any] = field(default_factory=dict)
+    curves: dict[str, Curve] = field(default_factory=dict)
     name: str = ""
+
+    @property
+    def monitor(self) -> str:
+        return (self.config.get("monitor") or {}).get("metric", "val/acc")
+
+    @property
+    def mode(self) -> str:
+        return (self.config.get("monitor") or {}).get("mode", "max")
 
     @property
     def score(self) -> float:
@@ -46,38 +59,35 @@ def read_job(path: Path) -> Job:
     metrics_file = path / "metrics.json"
     metrics = (json.loads(metrics_file.read_text()) if metrics_file.is_file()
                else {"status": "failed", "reason": "no metrics.json (the job did not finish)"})
-    job = Job(path, [o for o in overrides if not o.startswith("hydra.")], metrics)
     config_file = path / ".hydra" / "config.yaml"
-    if config_file.is_file():
-        monitor = (yaml.safe_load(config_file.read_text()) or {}).get("monitor") or {}
-        job.monitor, job.mode = monitor.get("metric", job.monitor), monitor.get("mode", job.mode)
-    job.curves = read_curves(path)
-    return job
+    config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
+    return Job(path, [o for o in overrides if not o.startswith("hydra.")], metrics, config,
+               read_curves(path))
 
 
-def read_curves(run_dir: Path) -> dict[str, list[float]]:
-    """Per-epoch validation scalars of a run, from its TensorBoard event files."""
+def read_curves(run_dir: Path) -> dict[str, Curve]:
+    """Every scalar of a run, from its TensorBoard event files."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     if not any(run_dir.glob("events.out.tfevents.*")):
         return {}
     logging.getLogger("tensorboard").setLevel(logging.WARNING)
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
-    return {tag: [event.value for event in events.Scalars(tag)]
-            for tag in events.Tags()["scalars"] if tag.startswith("val/")}
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"]}
 
 
 def find_jobs(sweep_dir: Path) -> list[Job]:
     """Every job folder under ``sweep_dir``, best first by its monitored metric."""
     jobs = [read_job(overrides.parent.parent)
             for overrides in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"))]
+    name_by_swept_overrides(jobs)
 
     def rank(job: Job) -> tuple[int, float]:
         if job.metrics.get("status") != "completed" or math.isnan(job.score):
             return (1, 0.0)
         return (0, -job.score if job.mode == "max" else job.score)
 
-    name_by_swept_overrides(jobs)
     return sorted(jobs, key=rank)
 
 
@@ -88,13 +98,21 @@ def name_by_swept_overrides(jobs: list[Job]) -> None:
         job.name = ",".join(o for o in job.overrides if o not in common) or job.path.name
 
 
+def report_config(jobs: list[Job]) -> dict[str, Any]:
+    """The ``report`` node of the jobs' config (the first job that has one)."""
+    for job in jobs:
+        if job.config.get("report"):
+            return {**DEFAULT_REPORT, **job.config["report"]}
+    return DEFAULT_REPORT
+
+
 def cross_validation(jobs: list[Job]) -> list[dict[str, Any]]:
     """Mean and standard deviation of the monitored metric over the folds of each setting."""
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         if any(o.startswith("data.fold=") for o in job.overrides):
-            key = ",".join(o for o in job.overrides if not o.startswith("data.fold=")) or "-"
-            groups.setdefault(key, []).append(job)
+            key = ",".join(o for o in job.name.split(",") if not o.startswith("data.fold="))
+            groups.setdefault(key or "-", []).append(job)
     rows = []
     for key, members in groups.items():
         scores = [job.score for job in members if not math.isnan(job.score)]
@@ -110,43 +128,62 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def table_rows(jobs: list[Job]) -> tuple[list[str], list[list[str]]]:
+def table_rows(jobs: list[Job], extra: list[str]) -> tuple[list[str], list[list[str]]]:
     metrics = list(dict.fromkeys(
         key for job in jobs for key in (job.monitor, job.monitor.replace("val/", "test/"))))
-    header = ["job", *metrics, *COLUMNS]
-    rows = [[job.name, *(_cell(job.metrics.get(m)) for m in metrics),
+    header = ["job", *metrics, *extra, *COLUMNS]
+    rows = [[job.name, *(_cell(job.metrics.get(key)) for key in [*metrics, *extra]),
              *(_cell(job.metrics.get(c)) for c in COLUMNS)] for job in jobs]
     return header, rows
 
 
-def markdown(jobs: list[Job], folds: list[dict[str, Any]]) -> str:
-    header, rows = table_rows(jobs)
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return lines + ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |"
+                    for row in rows]
+
+
+def markdown(jobs: list[Job], config: dict[str, Any], folds: list[dict[str, Any]]) -> str:
+    lines = _markdown_table(*table_rows(jobs, list(config["columns"])))
     if folds:
-        lines += ["", "Cross-validation:", "", "| setting | metric | folds | mean ± std |",
-                  "|---|---|---|---|"]
-        lines += [f"| {f['setting']} | {f['metric']} | {f['folds']} | "
-                  f"{f['mean']:.4f} ± {f['std']:.4f} |" for f in folds]
+        lines += ["", "Cross-validation:", ""]
+        lines += _markdown_table(["setting", "metric", "folds", "mean ± std"], [
+            [f["setting"], f["metric"], str(f["folds"]), f"{f['mean']:.4f} ± {f['std']:.4f}"]
+            for f in folds])
+    for tag in config["epoch_table"]:
+        epochs = max((len(job.curves.get(tag, [])) for job in jobs), default=0)
+        if epochs:
+            lines += ["", f"{tag} per epoch:", ""]
+            lines += _markdown_table(["job", *(str(e) for e in range(1, epochs + 1))], [
+                [job.name, *(_cell(value) for _, value in job.curves.get(tag, []))]
+                for job in jobs])
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(jobs: list[Job], path: Path) -> None:
-    """Validation curves per epoch, one panel per metric, one line per job."""
+def plot(jobs: list[Job], figure: dict[str, Any], path: Path) -> None:
+    """One panel per tag, one line per job; x is the epoch, the step or the samples seen."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tags = sorted({tag for job in jobs for tag in job.curves}, key=lambda t: t != "val/loss")
-    fig, axes = plt.subplots(1, max(len(tags), 1), figsize=(6 * max(len(tags), 1), 4.5),
-                             squeeze=False)
+    tags = [tag for tag in figure["tags"] if any(tag in job.curves for job in jobs)]
+    x_axis = figure.get("x", "epoch")
+    panels = max(len(tags), 1)
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), squeeze=False)
     for ax, tag in zip(axes[0], tags, strict=False):
         for job in jobs:
-            values = job.curves.get(tag, [])
-            if values:
-                ax.plot(range(1, len(values) + 1), values, marker=".", label=job.name)
-        ax.set(title=tag, xlabel="epoch", ylabel=tag)
+            points = job.curves.get(tag, [])
+            if not points:
+                continue
+            if x_axis == "epoch":
+                xs = list(range(1, len(points) + 1))
+            else:
+                scale = job.metrics.get("global_batch_size", 1) if x_axis == "samples" else 1
+                xs = [step * scale for step, _ in points]
+            ax.plot(xs, [value for _, value in points], marker="." if len(xs) < 60 else None,
+                    label=job.name)
+        ax.set(title=tag, xlabel=x_axis, ylabel=tag)
         ax.grid(alpha=0.3)
     if tags:
         axes[0][-1].legend(fontsize="small", loc="best")
@@ -156,16 +193,17 @@ def plot_curves(jobs: list[Job], path: Path) -> None:
 
 
 def write_summary(sweep_dir: str | Path) -> str:
-    """Write summary.csv, summary.md and curves.png into ``sweep_dir``; return the Markdown."""
+    """Write summary.csv, summary.md and the figures into ``sweep_dir``; return the Markdown."""
     sweep_dir = Path(sweep_dir)
     jobs = find_jobs(sweep_dir)
-    folds = cross_validation(jobs)
-    header, rows = table_rows(jobs)
+    config = report_config(jobs)
+    header, rows = table_rows(jobs, list(config["columns"]))
     with (sweep_dir / "summary.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
-    text = markdown(jobs, folds)
+    text = markdown(jobs, config, cross_validation(jobs))
     (sweep_dir / "summary.md").write_text(text)
-    plot_curves(jobs, sweep_dir / "curves.png")
+    for figure in config["figures"]:
+        plot(jobs, figure, sweep_dir / f"{figure['name']}.png")
     return text

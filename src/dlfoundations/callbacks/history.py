@@ -8,16 +8,19 @@ import lightning as L
 
 
 class ValidationHistory(L.Callback):
-    """Keeps each epoch's validation metrics, so a run can report those of its best epoch."""
+    """Keeps each epoch's validation metrics (and the model's training-epoch metrics), so a run
+    can report those of its best epoch. Read at ``on_validation_end``: the epoch's validation
+    metrics reach ``callback_metrics`` only after every ``on_validation_epoch_end`` hook."""
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        self.epochs.append({"epoch": trainer.current_epoch, **metrics})
+        train = getattr(pl_module, "train_epoch_metrics", dict)()
+        self.epochs.append({"epoch": trainer.current_epoch, **metrics, **train})
 
     def state_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs}

@@ -58,6 +58,10 @@ class LabModule(L.LightningModule):
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
 
+    def train_epoch_metrics(self) -> dict[str, float]:
+        """Training metrics of the epoch so far (all ranks), for the run's epoch history."""
+        return {}
+
     def report(self) -> dict[str, Any]:
         """Extra final values for ``metrics.json`` (e.g. learned parameters)."""
         return {}

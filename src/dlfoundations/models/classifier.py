@@ -68,6 +68,14 @@ class Classifier(LabModule):
             self.log("train/loss_epoch", loss_sum, sync_dist=True)
             self.log("train/acc", correct, sync_dist=True)
 
+    def train_epoch_metrics(self) -> dict[str, float]:
+        if not self.train_count:
+            return {}
+        means = self.train_sums / self.train_count
+        if self._trainer is not None:
+            means = self.trainer.strategy.reduce(means, reduce_op="mean")
+        return {"train/loss_epoch": means[0].item(), "train/acc": means[1].item()}
+
     def _evaluate(self, batch: Batch, stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)

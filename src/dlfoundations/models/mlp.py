@@ -48,3 +48,10 @@ class MLP(Classifier):
         self.net = nn.Sequential(*layers)
         initialise(self.net, **(init or {}))
 
+
+    def report(self) -> dict[str, float]:
+        """``hidden_unit_spread``: the largest difference between two hidden units' incoming
+        weights in any hidden layer; 0 when every unit is alike (e.g. after zero init)."""
+        hidden = [m for m in self.net if isinstance(m, nn.Linear)][:-1]
+        spread = max((layer.weight - layer.weight[:1]).abs().max().item() for layer in hidden)
+        return {"hidden_unit_spread": spread}
