@@ -42,7 +42,14 @@ class EpochClock(L.Callback):
         self.started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        synchronize()
         self.seconds.append(time.perf_counter() - self.started)
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work, so that a wall-clock time covers it."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 class FirstStepClock(L.Callback):
@@ -84,6 +91,7 @@ class BareMode:
 
     def __init__(self, cfg: DictConfig, datamodule: FashionMNISTDataModule):
         self.model, _ = build_model(cfg, datamodule.batch_size)
+        self.model.to(datamodule.splits["train"].images.device)
         self.optimizer = self.model.configure_optimizers()
         if isinstance(self.optimizer, dict):
             self.optimizer = self.optimizer["optimizer"]
@@ -106,7 +114,8 @@ class BareMode:
             for start in range(0, len(self.val), self.batch_size):
                 x, y = self.val.__getitems__(list(range(start, min(start + self.batch_size,
                                                                    len(self.val)))))
-                correct += (self.model(x).argmax(1) == y).sum().item()
+                correct += (self.model(x).argmax(1) == y).sum()
+        synchronize()
         return time.perf_counter() - started
 
 
@@ -139,10 +148,11 @@ def compare_modes(model: str, datamodule: FashionMNISTDataModule, repeats: int,
     }
 
 
-def images_per_second(loader: Any) -> float:
+def images_per_second(loader: Any, wait: Callable[[], None] = lambda: None) -> float:
     started, count = time.perf_counter(), 0
     for _, y in loader:
         count += len(y)
+    wait()
     return count / (time.perf_counter() - started)
 
 
@@ -156,7 +166,8 @@ def compare_data_paths(datamodule: FashionMNISTDataModule, work_dir: Path) -> di
         (raw / name).write_bytes(raw_files.read_bytes(path))
     dataset = datasets.FashionMNIST(str(work_dir / "torchvision"), train=True,
                                     transform=transforms.ToTensor())
-    result = {"project_images_per_s": images_per_second(datamodule.train_dataloader())}
+    result = {"project_images_per_s": images_per_second(datamodule.train_dataloader(),
+                                                        synchronize)}
     for workers in (0, 2):
         loader = torch.utils.data.DataLoader(dataset, batch_size=datamodule.batch_size,
                                              shuffle=True, num_workers=workers)
@@ -184,6 +195,9 @@ def run(models: list[str], repeats: int, out: Path,
     torch.manual_seed(0)
     datamodule = FashionMNISTDataModule(batch_size=256, seed=0)
     datamodule.setup()
+    if torch.cuda.is_available():  # as the DataModule does under a GPU trainer
+        for split in datamodule.splits.values():
+            split.to("cuda")
     results: dict[str, Any] = {"device": "cuda" if torch.cuda.is_available() else "cpu",
                                "torch_threads": torch.get_num_threads(), "models": []}
     with tempfile.TemporaryDirectory() as tmp:

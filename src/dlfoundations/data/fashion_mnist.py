@@ -1,0 +1,154 @@
+"""The Fashion-MNIST DataModule: verified raw files, held in memory, batched by indexing."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from dlfoundations.data import raw_files
+from dlfoundations.data.in_memory import InMemoryImages, pixel_mean_std, whole_batch
+from dlfoundations.data.resumable_loader import EpochRandomSampler, ResumableDataLoader
+from dlfoundations.errors import require
+
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+TRAIN_SIZE = 60_000
+
+
+class FashionMNISTDataModule(L.LightningDataModule):
+    """Fashion-MNIST: 60,000 training images split into train/validation by ``seed``, 10,000 test.
+
+    The validation set is the first ``val_size`` images of a seeded permutation, or, with
+    ``num_folds`` = K, fold ``fold`` of K equal parts of it (K-fold cross-validation).
+    ``train_subset`` keeps only that many training images (to study overfitting).
+
+    Each split lives in memory as uint8; batches are normalised with the training split's
+    pixel mean and standard deviation. With ``on_device`` (and no workers) the splits are moved
+    to the accelerator once, so a GPU step copies nothing from the host.
+    """
+
+    task = "classification"
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 256,
+        val_size: int = 5_000,
+        seed: int = 0,
+        num_folds: int | None = None,
+        fold: int = 0,
+        train_subset: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        on_device: bool = True,
+        download: bool = True,
+        system_dirs: Sequence[str] = raw_files.SYSTEM_DIRS,
+    ):
+        super().__init__()
+        require(isinstance(batch_size, int) and batch_size >= 1,
+                "data.batch_size", batch_size, "an integer of at least 1")
+        require(isinstance(val_size, int) and 0 < val_size < TRAIN_SIZE,
+                "data.val_size", val_size, f"an integer between 1 and {TRAIN_SIZE - 1}")
+        require(isinstance(num_workers, int) and num_workers >= 0,
+                "data.num_workers", num_workers, "an integer of at least 0")
+        require(isinstance(seed, int), "data.seed", seed, "an integer")
+        if num_folds is not None:
+            require(isinstance(num_folds, int) and num_folds >= 2, "data.num_folds", num_folds,
+                    "null or an integer of at least 2")
+            require(isinstance(fold, int) and 0 <= fold < num_folds, "data.fold", fold,
+                    f"an integer from 0 to {num_folds - 1} (data.num_folds - 1)")
+        if train_subset is not None:
+            held_out = val_size if num_folds is None else math.ceil(TRAIN_SIZE / num_folds)
+            require(isinstance(train_subset, int) and 1 <= train_subset <= TRAIN_SIZE - held_out,
+                    "data.train_subset", train_subset,
+                    f"null or an integer from 1 to {TRAIN_SIZE - held_out} (the training split)")
+        self.save_hyperparameters(logger=False)  # the run logs all hyperparameters once
+        self.data_dir = Path(data_dir)
+        self.batch_size = batch_size
+        self.val_size = val_size
+        self.seed = seed
+        self.num_folds = num_folds
+        self.fold = fold
+        self.train_subset = train_subset
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.on_device = on_device
+        self.download = download
+        self.system_dirs = tuple(system_dirs)
+        self.splits: dict[str, InMemoryImages] = {}
+        self.train_indices = self.val_indices = torch.empty(0, dtype=torch.long)
+        self.mean = self.std = float("nan")
+
+    def prepare_data(self) -> None:
+        """Find (or download, on one process) the raw files; nothing is read yet."""
+        raw_files.find_files(self.data_dir, self.system_dirs, self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        paths = raw_files.find_files(self.data_dir, self.system_dirs, download=False)
+        tensors = {name: raw_files.load_tensor(name, path) for name, path in paths.items()}
+        images, labels = tensors["train-images-idx3-ubyte"], tensors["train-labels-idx1-ubyte"]
+        self.train_indices, self.val_indices = self.split_indices()
+        self.mean, self.std = pixel_mean_std(images[self.train_indices])
+        self.splits = {
+            "train": self._split(images[self.train_indices], labels[self.train_indices]),
+            "val": self._split(images[self.val_indices], labels[self.val_indices]),
+            "test": self._split(tensors["t10k-images-idx3-ubyte"], tensors["t10k-labels-idx1-ubyte"]),
+        }
+        device = self._device()
+        if device is not None:
+            for split in self.splits.values():
+                split.to(device)
+
+    def split_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices into the 60,000 training images of the train and validation splits."""
+        order = torch.randperm(TRAIN_SIZE, generator=torch.Generator().manual_seed(self.seed))
+        if self.num_folds is None:
+            val, train = order[: self.val_size], order[self.val_size:]
+        else:
+            folds = torch.tensor_split(order, self.num_folds)
+            val = folds[self.fold]
+            train = torch.cat([f for i, f in enumerate(folds) if i != self.fold])
+        if self.train_subset is not None:
+            train = train[: self.train_subset]
+        return train, val
+
+    def _split(self, images: torch.Tensor, labels: torch.Tensor) -> InMemoryImages:
+        return InMemoryImages(images.contiguous(), labels.long(), self.mean, self.std)
+
+    def _device(self) -> torch.device | None:
+        """The accelerator to hold the data on, or None to keep it in host memory."""
+        if self.trainer is None or not self.on_device or self.num_workers > 0:
+            return None
+        device = self.trainer.strategy.root_device
+        return device if device.type != "cpu" else None
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.splits[split]
+        return ResumableDataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=EpochRandomSampler(dataset, self.seed) if shuffle else None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and dataset.images.device.type == "cpu",
+            collate_fn=whole_batch,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,145 @@
+"""Find, verify and read the four raw Fashion-MNIST IDX files.
+
+Search order: ``<data_dir>/FashionMNIST/raw/`` (torchvision's layout, ``.gz`` or uncompressed),
+then each system location (Debian's ``dataset-fashion-mnist`` puts the ``.gz`` files in
+``/usr/share/datasets/fashion-mnist/``), then torchvision's own download into ``data_dir``.
+Files are only ever read; a download only writes into a raw folder that holds none of them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dlfoundations.errors import UserError
+
+SYSTEM_DIRS: tuple[str, ...] = ("/usr/share/datasets/fashion-mnist",)
+
+
+@dataclass(frozen=True)
+class IdxSpec:
+    """What one uncompressed IDX file must be: magic number, shape and MD5."""
+
+    magic: int
+    shape: tuple[int, ...]
+    md5: str
+
+    @property
+    def header_size(self) -> int:
+        """Magic number plus one 4-byte size per dimension."""
+        return 4 + 4 * len(self.shape)
+
+    @property
+    def size(self) -> int:
+        """Header plus one byte per value."""
+        return self.header_size + math.prod(self.shape)
+
+
+FILES: dict[str, IdxSpec] = {
+    "train-images-idx3-ubyte": IdxSpec(2051, (60000, 28, 28), "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+    "train-labels-idx1-ubyte": IdxSpec(2049, (60000,), "9018921c3c673c538a1fc5bad174d6f9"),
+    "t10k-images-idx3-ubyte": IdxSpec(2051, (10000, 28, 28), "8181f5470baa50b63fa0f6fddb340f0a"),
+    "t10k-labels-idx1-ubyte": IdxSpec(2049, (10000,), "15d484375f8d13e6eb1aabb0c3f46965"),
+}
+
+
+def raw_dir(data_dir: str | Path) -> Path:
+    """torchvision's raw folder for Fashion-MNIST under ``data_dir``."""
+    return Path(data_dir) / "FashionMNIST" / "raw"
+
+
+def missing_data_message(data_dir: str | Path) -> str:
+    return (
+        "Fashion-MNIST was not found and could not be downloaded: install it with "
+        "`apt-get install dataset-fashion-mnist` (Debian, as root), copy the four "
+        f"*-ubyte.gz files into {raw_dir(data_dir)}/, or run once with internet access "
+        "(data.download=true)."
+    )
+
+
+def _file_in(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_files(data_dir: str | Path, system_dirs: tuple[str, ...] | list[str] = SYSTEM_DIRS,
+               download: bool = True) -> dict[str, Path]:
+    """Paths of the four raw files from the first location that holds all four.
+
+    Raises ``UserError`` with the three ways to get the data when no location has them.
+    """
+    own = raw_dir(data_dir)
+    for folder in (own, *map(Path, system_dirs)):
+        found = {name: _file_in(folder, name) for name in FILES}
+        if all(found.values()):
+            return found  # type: ignore[return-value]
+    partial = [name for name in FILES if _file_in(own, name)]
+    if partial:
+        missing = sorted(set(FILES) - set(partial))
+        raise UserError(
+            f"{own} holds only part of Fashion-MNIST (missing {', '.join(missing)}); "
+            "add the missing files there or move that folder away to use another source."
+        )
+    if download and _download(data_dir):
+        return find_files(data_dir, (), download=False)
+    raise UserError(missing_data_message(data_dir))
+
+
+def _download(data_dir: str | Path) -> bool:
+    """torchvision's download into ``data_dir``; False when offline or refused."""
+    from torchvision.datasets import FashionMNIST
+
+    try:
+        FashionMNIST(str(data_dir), train=True, download=True)
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return True
+
+
+def read_bytes(path: Path) -> bytes:
+    """The uncompressed bytes of ``path`` (gunzipped in memory when it ends in .gz)."""
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise UserError(f"{path} cannot be read as Fashion-MNIST data: {err}.") from err
+
+
+def verify(name: str, path: Path, data: bytes) -> None:
+    """Check size, IDX magic number, dimensions and MD5 of one uncompressed file."""
+    spec = FILES[name]
+    if len(data) != spec.size:
+        raise UserError(
+            f"{path} is corrupt or truncated: it holds {len(data):,} bytes uncompressed "
+            f"where {name} has {spec.size:,}."
+        )
+    magic = int.from_bytes(data[0:4], "big")
+    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(len(spec.shape)))
+    if magic != spec.magic or dims != spec.shape:
+        raise UserError(
+            f"{path} is not {name}: its IDX header says magic {magic} and shape {dims} "
+            f"where {spec.magic} and {spec.shape} are expected."
+        )
+    digest = hashlib.md5(data).hexdigest()
+    if digest != spec.md5:
+        raise UserError(
+            f"{path} is corrupt: the MD5 of its uncompressed data is {digest} "
+            f"where {name} has {spec.md5}."
+        )
+
+
+def load_tensor(name: str, path: Path) -> torch.Tensor:
+    """The verified contents of one IDX file as a uint8 tensor of its declared shape."""
+    data = read_bytes(path)
+    verify(name, path, data)
+    spec = FILES[name]
+    values = bytearray(data[spec.header_size:])
+    return torch.frombuffer(values, dtype=torch.uint8).reshape(spec.shape)
