@@ -138,3 +138,11 @@ def test_resume_refuses_a_checkpoint_of_another_model(uninterrupted: Path, tmp_p
     assert result.returncode == 2
     assert "does not match model SoftmaxRegression" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_run_never_writes_into_another_runs_folder(uninterrupted: Path) -> None:
+    before = sorted(p.name for p in uninterrupted.rglob("*"))
+    result = run_script("train.py", *SHORT_MLP, f"hydra.run.dir={uninterrupted}")
+    assert result.returncode == 2
+    assert "it already holds another run (metrics.json, checkpoints, events.out" in result.stderr
+    assert sorted(p.name for p in uninterrupted.rglob("*")) == before

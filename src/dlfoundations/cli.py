@@ -64,7 +64,10 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
     except Exception as err:
         if in_multirun() and not full_error:
             metrics = {"status": "failed", "reason": one_line(err)}
-            write_metrics(Path(cfg.paths.output_dir), metrics)
+            run_dir = Path(cfg.paths.output_dir)
+            if not (run_dir / "metrics.json").exists():  # never over another run's results
+                run_dir.mkdir(parents=True, exist_ok=True)
+                write_metrics(run_dir, metrics)
             print(f"job failed: {metrics['reason']}", file=sys.stderr)
             return metrics
         if (user_error_in(err) or unknown_option_in(err)) is None or full_error:

@@ -160,19 +160,43 @@ def markdown(jobs: list[Job], config: dict[str, Any], folds: list[dict[str, Any]
     return "\n".join(lines) + "\n"
 
 
+def smoothed(values: list[float], factor: float) -> list[float]:
+    """Exponential moving average, like TensorBoard's smoothing: s_t = f s_(t-1) + (1-f) v_t."""
+    out: list[float] = []
+    for value in values:
+        out.append(value if not out else factor * out[-1] + (1 - factor) * value)
+    return out
+
+
+def panels(jobs: list[Job], figure: dict[str, Any]) -> list[tuple[str, str, list[Job]]]:
+    """(tag, title, jobs) per panel: one per tag, or per tag and value of ``panels_by``."""
+    tags = [tag for tag in figure["tags"] if any(tag in job.curves for job in jobs)]
+    key = figure.get("panels_by")
+    if not key:
+        return [(tag, tag, jobs) for tag in tags]
+    values = list(dict.fromkeys(
+        o for job in jobs for o in job.overrides if o.startswith(f"{key}=")))
+    return [(tag, f"{tag}, {value}", [job for job in jobs if value in job.overrides])
+            for tag in tags for value in values]
+
+
 def plot(jobs: list[Job], figure: dict[str, Any], path: Path) -> None:
-    """One panel per tag, one line per job; x is the epoch, the step or the samples seen."""
+    """One panel per tag (and ``panels_by`` value), one line per job.
+
+    Figure keys: ``tags``; ``x``: epoch, step or samples (step x global batch size);
+    ``smooth``: EMA factor; ``log_y``; ``panels_by``: an override key.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tags = [tag for tag in figure["tags"] if any(tag in job.curves for job in jobs)]
-    x_axis = figure.get("x", "epoch")
-    panels = max(len(tags), 1)
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), squeeze=False)
-    for ax, tag in zip(axes[0], tags, strict=False):
-        for job in jobs:
+    layout = panels(jobs, figure)
+    x_axis, key = figure.get("x", "epoch"), figure.get("panels_by")
+    count = max(len(layout), 1)
+    fig, axes = plt.subplots(1, count, figsize=(6 * count, 4.8), squeeze=False)
+    for ax, (tag, title, members) in zip(axes[0], layout, strict=False):
+        for job in members:
             points = job.curves.get(tag, [])
             if not points:
                 continue
@@ -181,12 +205,14 @@ def plot(jobs: list[Job], figure: dict[str, Any], path: Path) -> None:
             else:
                 scale = job.metrics.get("global_batch_size", 1) if x_axis == "samples" else 1
                 xs = [step * scale for step, _ in points]
-            ax.plot(xs, [value for _, value in points], marker="." if len(xs) < 60 else None,
-                    label=job.name)
-        ax.set(title=tag, xlabel=x_axis, ylabel=tag)
+            ys = smoothed([value for _, value in points], figure.get("smooth", 0.0))
+            label = ",".join(o for o in job.name.split(",") if not (key and o.startswith(key)))
+            ax.plot(xs, ys, marker="." if len(xs) < 60 else None, label=label or job.name)
+        ax.set(title=title, xlabel=x_axis, ylabel=tag)
+        if figure.get("log_y"):
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    if tags:
-        axes[0][-1].legend(fontsize="small", loc="best")
+        ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -65,6 +65,18 @@ def check_run_config(cfg: DictConfig) -> None:
             "null or an integer of at least 1")
 
 
+def check_run_dir_is_new(run_dir: Path) -> None:
+    """Refuse to train into a folder that already holds another run's results."""
+    taken = [p.name for p in (run_dir / "metrics.json", run_dir / "checkpoints") if p.exists()]
+    taken += [p.name for p in run_dir.glob("events.out.tfevents.*")][:1]
+    if taken:
+        raise UserError(
+            f"paths.output_dir={str(run_dir)!r} is not allowed: it already holds another run "
+            f"({', '.join(taken)}); give a new hydra.run.dir (or hydra.sweep.dir), or resume "
+            "into a new folder with ckpt_path=<run>/checkpoints/last.ckpt."
+        )
+
+
 def in_multirun() -> bool:
     """Whether this process runs one job of a Hydra multirun (-m)."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
@@ -127,6 +139,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     history = ValidationHistory()
     trainer = build_trainer(cfg, history, DivergenceGuard(), GracefulInterrupt())
     check_processes_are_safe(trainer)
+    if trainer.is_global_zero:
+        check_run_dir_is_new(run_dir)
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
     if cfg.get("ckpt_path"):

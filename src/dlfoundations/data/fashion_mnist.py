@@ -101,7 +101,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.splits = {
             "train": self._split(images[self.train_indices], labels[self.train_indices]),
             "val": self._split(images[self.val_indices], labels[self.val_indices]),
-            "test": self._split(tensors["t10k-images-idx3-ubyte"], tensors["t10k-labels-idx1-ubyte"]),
+            "test": self._split(tensors["t10k-images-idx3-ubyte"],
+                                tensors["t10k-labels-idx1-ubyte"]),
         }
         device = self._device()
         if device is not None:

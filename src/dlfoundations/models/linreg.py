@@ -61,7 +61,6 @@ class LinearRegression(LabModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
-        self.log_dict(self.parameter_errors())
 
     def report(self) -> dict[str, Any]:
         return {"w": self.net.weight.detach()[0].tolist(), "b": self.net.bias.item(),
