@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,23 +115,19 @@ def test_truncated_gzip_names_the_file(raw_paths: dict[str, Path], tmp_path: Pat
         _setup(tmp_path)
 
 
-def test_changed_byte_fails_the_checksum(raw_paths: dict[str, Path], tmp_path: Path) -> None:
-    raw = _copy_raw(raw_paths, tmp_path, gunzip=True)
-    labels = raw / "train-labels-idx1-ubyte"
-    data = bytearray(labels.read_bytes())
-    data[100] = (data[100] + 1) % 10
-    labels.write_bytes(bytes(data))
-    with pytest.raises(UserError, match=r"train-labels-idx1-ubyte is corrupt: the MD5"):
-        _setup(tmp_path)
-
-
-def test_wrong_header_is_named(raw_paths: dict[str, Path], tmp_path: Path) -> None:
-    raw = _copy_raw(raw_paths, tmp_path, gunzip=True)
-    labels = raw / "t10k-labels-idx1-ubyte"
-    data = bytearray(labels.read_bytes())
-    data[3] = 3  # magic 2051 (images) where 2049 (labels) belongs
-    labels.write_bytes(bytes(data))
-    with pytest.raises(UserError, match=r"is not t10k-labels-idx1-ubyte: .* says magic 2051"):
+@pytest.mark.parametrize(("name", "offset", "change", "message"), [
+    ("train-labels-idx1-ubyte", 100, lambda label: (label + 1) % 10,
+     r"train-labels-idx1-ubyte is corrupt: the MD5"),
+    ("t10k-labels-idx1-ubyte", 3, lambda _: 3,  # magic 2051 (images) where 2049 belongs
+     r"is not t10k-labels-idx1-ubyte: .* says magic 2051"),
+])
+def test_a_changed_byte_is_caught(raw_paths: dict[str, Path], tmp_path: Path, name: str,
+                                  offset: int, change: Callable[[int], int], message: str) -> None:
+    path = _copy_raw(raw_paths, tmp_path, gunzip=True) / name
+    data = bytearray(path.read_bytes())
+    data[offset] = change(data[offset])
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=message):
         _setup(tmp_path)
 
 
