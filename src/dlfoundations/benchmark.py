@@ -1,9 +1,9 @@
 """What the project's conveniences cost: full path vs Lightning's floor vs a bare PyTorch loop.
 
 Used by ``scripts/bench.py``. Every mode trains the same model class on the same in-memory
-batches with the same optimizer; the modes take turns, epoch by epoch (interleaved), after a
-warm-up epoch each, and the median epoch time is reported. An epoch is the training steps and
-the validation pass that follows them.
+batches with the same optimizer (``nolog`` is the full path without its logger); the modes
+take turns, epoch by epoch (interleaved), after a warm-up epoch each, and the median epoch
+time is reported. An epoch is the training steps and the validation pass that follows them.
 """
 
 from __future__ import annotations
@@ -121,9 +121,12 @@ class BareMode:
 
 def compare_modes(model: str, datamodule: FashionMNISTDataModule, repeats: int,
                   work_dir: Path) -> dict[str, Any]:
-    """Median epoch seconds of full, floor and bare, after a warm-up epoch each."""
+    """Median epoch seconds of full, full without a logger, floor and bare, after a warm-up
+    epoch each."""
     cfg = run_config(model, work_dir / model)
+    unlogged = run_config(model, work_dir / f"{model}_nolog", "logger=[]")
     modes: dict[str, Any] = {"full": LightningMode(cfg, datamodule, barebones=False),
+                             "nolog": LightningMode(unlogged, datamodule, barebones=False),
                              "floor": LightningMode(cfg, datamodule, barebones=True),
                              "bare": BareMode(cfg, datamodule)}
     times: dict[str, list[float]] = {name: [] for name in modes}
@@ -141,6 +144,7 @@ def compare_modes(model: str, datamodule: FashionMNISTDataModule, repeats: int,
            for name in modes},
         "full_over_bare": median["full"] / median["bare"],
         "full_over_floor": median["full"] / median["floor"],
+        "full_over_nolog": median["full"] / median["nolog"],
         "floor_over_bare": median["floor"] / median["bare"],
         "full_overhead_ms_per_step": 1000 * (median["full"] - median["bare"]) / steps,
         "floor_overhead_ms_per_step": 1000 * (median["floor"] - median["bare"]) / steps,
@@ -203,15 +207,16 @@ def run(models: list[str], repeats: int, out: Path,
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = Path(tmp)
         report("| model | full s | floor s | bare s | full samples/s | full/bare | full/floor"
-               " | floor/bare | full overhead ms/step |")
-        report("|---|---|---|---|---|---|---|---|---|")
+               " | floor/bare | full/no-logger | full overhead ms/step |")
+        report("|---|---|---|---|---|---|---|---|---|---|")
         for model in models:
             row = compare_modes(model, datamodule, repeats, work_dir)
             results["models"].append(row)
             report(f"| {model} | {row['full_epoch_s']:.3f} | {row['floor_epoch_s']:.3f} | "
                    f"{row['bare_epoch_s']:.3f} | {row['full_samples_per_s']:,.0f} | "
                    f"{row['full_over_bare']:.3f} | {row['full_over_floor']:.3f} | "
-                   f"{row['floor_over_bare']:.3f} | {row['full_overhead_ms_per_step']:.3f} |")
+                   f"{row['floor_over_bare']:.3f} | {row['full_over_nolog']:.3f} | "
+                   f"{row['full_overhead_ms_per_step']:.3f} |")
         results["data"] = compare_data_paths(datamodule, work_dir)
         data = results["data"]
         report(f"\ndata path: project {data['project_images_per_s']:,.0f} images/s, torchvision "
