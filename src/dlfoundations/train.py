@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,6 @@ from dlfoundations.checkpoints import check_matches, read_checkpoint
 from dlfoundations.errors import UserError, require
 from dlfoundations.optim import scaled_lr
 from dlfoundations.tensorboard_logger import RunTensorBoardLogger
-
-log = logging.getLogger(__name__)
 
 #: Keys of the ``optim`` group that belong to the run, not to the torch optimizer.
 RUN_OPTIM_KEYS = ("base_batch_size", "lr_scaling")
@@ -125,8 +122,8 @@ def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningMod
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``.
 
-    Returns the metrics with ``status``: ``completed``, or ``diverged`` (with ``reason``)
-    when the training loss stopped being finite.
+    Returns the metrics with ``status``: ``completed``, or ``diverged`` / ``interrupted`` (with
+    ``reason``) when the training loss stopped being finite or a signal stopped the run.
     """
     started = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
