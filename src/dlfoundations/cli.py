@@ -19,8 +19,15 @@ from dlfoundations.train import in_multirun, write_metrics
 EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
 
 
-def user_error_in(err: BaseException | None) -> UserError | None:
-    """The ``UserError`` behind ``err``, also when Hydra's ``instantiate`` wrapped it."""
+def as_user_error(err: BaseException | None) -> UserError | None:
+    """The ``UserError`` behind ``err`` (also when Hydra's ``instantiate`` wrapped it), or a
+    config key the target class does not take (e.g. ``+model.foo=1``) as one; else None."""
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, TypeError):
+        group = re.search(r"full_key: (\S+)", str(err))
+        option = re.search(r"unexpected keyword argument '(\w+)'", str(err.__cause__))
+        if group and option:
+            return UserError(f"{group[1]}.{option[1]} is not an option of {group[1]}: "
+                             f"{err.__cause__}.")
     while err is not None:
         if isinstance(err, UserError):
             return err
@@ -28,22 +35,9 @@ def user_error_in(err: BaseException | None) -> UserError | None:
     return None
 
 
-def unknown_option_in(err: BaseException) -> UserError | None:
-    """A config key the target class does not take (e.g. ``+model.foo=1``), as a UserError."""
-    if isinstance(err, InstantiationException) and isinstance(err.__cause__, TypeError):
-        match = re.search(r"full_key: (\S+)", str(err))
-        cause = str(err.__cause__)
-        if "unexpected keyword argument" in cause:
-            key = re.search(r"argument '(\w+)'", cause)
-            name = f"{match.group(1)}.{key.group(1)}" if match and key else cause
-            return UserError(f"{name} is not an option of {match.group(1) if match else 'it'}:"
-                             f" {cause}.")
-    return None
-
-
 def one_line(err: BaseException) -> str:
     """An exception as one line: the user's sentence, or the type and first line."""
-    user_error = user_error_in(err) or unknown_option_in(err)
+    user_error = as_user_error(err)
     if user_error is not None:
         return str(user_error)
     first = (str(err).strip().splitlines() or [""])[0]
@@ -70,7 +64,7 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
                 write_metrics(run_dir, metrics)
             print(f"job failed: {metrics['reason']}", file=sys.stderr)
             return metrics
-        if (user_error_in(err) or unknown_option_in(err)) is None or full_error:
+        if as_user_error(err) is None or full_error:
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
