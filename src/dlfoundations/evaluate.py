@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.checkpoints import check_matches, read_checkpoint
 from dlfoundations.errors import UserError
+from dlfoundations.train import write_metrics
 
 
 def rebuild(checkpoint: dict[str, Any], path: str, data_location: dict[str, Any]
@@ -50,7 +50,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        write_metrics(run_dir, metrics)
         confusion = getattr(model, "confusion_matrix", None)
         if confusion is not None:
             rows = [",".join(str(int(v)) for v in row) for row in confusion.tolist()]
