@@ -23,9 +23,11 @@ from dlfoundations.callbacks import (
     TrainingInterrupted,
     ValidationHistory,
 )
+from dlfoundations.callbacks.step_hooks import skip_unused_step_hooks
 from dlfoundations.checkpoints import check_matches, read_checkpoint
 from dlfoundations.errors import UserError, require
 from dlfoundations.optim import scaled_lr
+from dlfoundations.profiler import NullProfiler
 from dlfoundations.tensorboard_logger import RunTensorBoardLogger
 
 #: Keys of the ``optim`` group that belong to the run, not to the torch optimizer.
@@ -97,11 +99,17 @@ def check_processes_are_safe(trainer: L.Trainer) -> None:
 
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
-    """The Trainer of ``cfg.trainer`` with the loggers and callbacks of their groups."""
+    """The Trainer of ``cfg.trainer`` with the loggers and callbacks of their groups, the
+    guards every run has, and ``NullProfiler`` unless ``trainer.profiler`` names one; each
+    callback's unused per-step hooks are skipped."""
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
-    return instantiate(cfg.trainer, logger=loggers or False,
-                       callbacks=[*callbacks, *extra_callbacks])
+    trainer = instantiate(cfg.trainer, logger=loggers or False,
+                          profiler=cfg.trainer.get("profiler") or NullProfiler(),
+                          callbacks=[*callbacks, *extra_callbacks, DivergenceGuard(),
+                                     GracefulInterrupt()])
+    skip_unused_step_hooks(trainer.callbacks)
+    return trainer
 
 
 def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningModule, float]:
@@ -134,7 +142,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     history = ValidationHistory()
-    trainer = build_trainer(cfg, history, DivergenceGuard(), GracefulInterrupt())
+    trainer = build_trainer(cfg, history)
     check_processes_are_safe(trainer)
     if trainer.is_global_zero:
         check_run_dir_is_new(run_dir)
