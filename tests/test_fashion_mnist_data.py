@@ -61,7 +61,7 @@ def test_training_loader_covers_the_split_once_per_epoch_in_a_new_order(
     loader = fashion_mnist.train_dataloader()
 
     def labels_in_epoch(epoch: int) -> torch.Tensor:
-        loader.sampler.set_epoch(epoch)  # as Lightning does before each epoch
+        loader.batch_sampler.sampler.set_epoch(epoch)  # as Lightning does before each epoch
         return torch.cat([y for _, y in loader])
 
     first = labels_in_epoch(0)

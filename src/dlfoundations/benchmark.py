@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from dlfoundations.callbacks import ValidationHistory
 from dlfoundations.data import FashionMNISTDataModule, raw_files
 from dlfoundations.train import build_model, build_trainer
 
@@ -76,7 +77,7 @@ class LightningMode:
             self.trainer = L.Trainer(barebones=True, max_epochs=1, accelerator="auto",
                                      devices=1, callbacks=[self.clock])
         else:
-            self.trainer = build_trainer(cfg, self.clock)
+            self.trainer = build_trainer(cfg, ValidationHistory(), self.clock)
         self.model, _ = build_model(cfg, datamodule.batch_size)
         self.datamodule = datamodule
 
@@ -101,7 +102,7 @@ class BareMode:
     def epoch(self) -> float:
         started = time.perf_counter()
         self.model.train()
-        order = torch.randperm(len(self.train)).tolist()
+        order = torch.randperm(len(self.train))
         for start in range(0, len(order), self.batch_size):
             x, y = self.train.__getitems__(order[start:start + self.batch_size])
             loss = F.cross_entropy(self.model(x), y)
@@ -112,8 +113,8 @@ class BareMode:
         correct = 0
         with torch.no_grad():
             for start in range(0, len(self.val), self.batch_size):
-                x, y = self.val.__getitems__(list(range(start, min(start + self.batch_size,
-                                                                   len(self.val)))))
+                x, y = self.val.__getitems__(torch.arange(start, min(start + self.batch_size,
+                                                                     len(self.val))))
                 correct += (self.model(x).argmax(1) == y).sum()
         synchronize()
         return time.perf_counter() - started

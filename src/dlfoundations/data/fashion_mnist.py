@@ -8,11 +8,15 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, SequentialSampler
 
 from dlfoundations.data import raw_files
 from dlfoundations.data.in_memory import InMemoryImages, pixel_mean_std, whole_batch
-from dlfoundations.data.resumable_loader import EpochRandomSampler, ResumableDataLoader
+from dlfoundations.data.resumable_loader import (
+    EpochRandomSampler,
+    IndexTensorBatchSampler,
+    ResumableDataLoader,
+)
 from dlfoundations.errors import require
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -135,10 +139,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.splits[split]
+        sampler = EpochRandomSampler(dataset, self.seed) if shuffle else SequentialSampler(dataset)
         return ResumableDataLoader(
             dataset,
-            batch_size=self.batch_size,
-            sampler=EpochRandomSampler(dataset, self.seed) if shuffle else None,
+            batch_sampler=IndexTensorBatchSampler(sampler, self.batch_size, drop_last=False),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and dataset.images.device.type == "cpu",
             collate_fn=whole_batch,

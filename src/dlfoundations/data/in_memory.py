@@ -35,7 +35,7 @@ class InMemoryImages(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, indices: list[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices, device=self.images.device)
         pixels = torch.index_select(self.images.flatten(1), 0, index)  # one copy of B rows
         x = (pixels * self.scale).sub_(self.shift)  # uint8 -> float32 in the multiply

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 
 class EpochRandomSampler(RandomSampler):
@@ -31,9 +31,32 @@ class EpochRandomSampler(RandomSampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[int]:
+    def order(self) -> torch.Tensor:
+        """This epoch's permutation of the indices, as one int64 tensor."""
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+        return torch.randperm(len(self.data_source), generator=generator)
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.order().tolist()
+
+
+class IndexTensorBatchSampler(BatchSampler):
+    """A ``BatchSampler`` whose batches are int64 tensor slices, not lists of Python ints.
+
+    ``BatchSampler`` gathers a batch index by index in Python and ``InMemoryImages`` then turns
+    the list into a tensor, about 40 us per batch of 256 here; this one takes the epoch's order
+    as one tensor and hands out slices of it. Lightning re-creates it around its
+    ``DistributedSampler`` under DDP (same ``sampler, batch_size, drop_last`` arguments).
+    """
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if isinstance(self.sampler, EpochRandomSampler):
+            order = self.sampler.order()
+        else:
+            order = torch.as_tensor(list(self.sampler), dtype=torch.long)
+        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        for start in range(0, stop, self.batch_size):
+            yield order[start:start + self.batch_size]
 
 
 class ResumableDataLoader(DataLoader):
