@@ -17,7 +17,7 @@ from dlfoundations.benchmark import run  # noqa: E402
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 epochs each, softmax and mlp")
-    parser.add_argument("--repeats", type=int, default=5, help="measured epochs per mode")
+    parser.add_argument("--repeats", type=int, default=7, help="measured epochs per mode")
     parser.add_argument("--models", nargs="+", default=["softmax", "mlp", "lenet"])
     parser.add_argument("--out", type=Path, default=Path("outputs/bench.json"))
     args = parser.parse_args()

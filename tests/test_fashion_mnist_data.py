@@ -99,6 +99,23 @@ def test_uncompressed_files_in_data_dir_are_used_and_left_untouched(
     assert {f.name: (f.stat().st_mtime_ns, f.stat().st_size) for f in raw.iterdir()} == before
 
 
+def test_a_system_copy_is_kept_uncompressed_in_data_dir_once(
+    raw_paths: dict[str, Path], tmp_path: Path
+) -> None:
+    system = _copy_raw(raw_paths, tmp_path / "system")  # .gz files, as Debian installs them
+    data_dir = tmp_path / "data"
+    FashionMNISTDataModule(data_dir=str(data_dir), system_dirs=(str(system),),
+                           download=False).prepare_data()
+    raw = raw_files.raw_dir(data_dir)
+    assert sorted(f.name for f in raw.iterdir()) == sorted(raw_files.FILES)
+    for name in raw_files.FILES:
+        assert (raw / name).read_bytes() == raw_files.read_bytes(system / f"{name}.gz")
+    written = {f.name: f.stat().st_mtime_ns for f in raw.iterdir()}
+    datamodule = _setup(data_dir)  # now found in data_dir alone, and nothing rewritten
+    assert len(datamodule.splits["train"]) == 55_000
+    assert {f.name: f.stat().st_mtime_ns for f in raw.iterdir()} == written
+
+
 def test_truncated_file_names_the_file(raw_paths: dict[str, Path], tmp_path: Path) -> None:
     raw = _copy_raw(raw_paths, tmp_path, gunzip=True)
     images = raw / "t10k-images-idx3-ubyte"

@@ -123,7 +123,7 @@ class BareMode:
 def compare_modes(model: str, datamodule: FashionMNISTDataModule, repeats: int,
                   work_dir: Path) -> dict[str, Any]:
     """Median epoch seconds of full, full without a logger, floor and bare, after a warm-up
-    epoch each."""
+    epoch each; the order of the modes rotates from one repetition to the next."""
     cfg = run_config(model, work_dir / model)
     unlogged = run_config(model, work_dir / f"{model}_nolog", "logger=[]")
     modes: dict[str, Any] = {"full": LightningMode(cfg, datamodule, barebones=False),
@@ -131,9 +131,10 @@ def compare_modes(model: str, datamodule: FashionMNISTDataModule, repeats: int,
                              "floor": LightningMode(cfg, datamodule, barebones=True),
                              "bare": BareMode(cfg, datamodule)}
     times: dict[str, list[float]] = {name: [] for name in modes}
+    names = list(modes)
     for repeat in range(repeats + 1):
-        for name, mode in modes.items():
-            seconds = mode.epoch()
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:  # rotate
+            seconds = modes[name].epoch()
             if repeat > 0:
                 times[name].append(seconds)
     steps = -(-len(datamodule.splits["train"]) // datamodule.batch_size)
@@ -194,6 +195,15 @@ def start_to_first_step(work_dir: Path) -> float:
     return float(re.search(r"FIRST_STEP_AT (\d+\.\d+)", result.stdout).group(1)) - launched
 
 
+def import_lightning_seconds() -> float:
+    """Seconds from launching a fresh interpreter to the end of its ``import lightning``
+    (measured as ``start_to_first_step``): the floor of any run's start-up."""
+    launched = time.time()
+    result = subprocess.run([sys.executable, "-c", "import time, lightning; print(time.time())"],
+                            capture_output=True, text=True, check=True)
+    return float(result.stdout) - launched
+
+
 def run(models: list[str], repeats: int, out: Path,
         report: Callable[[str], None] = print) -> dict[str, Any]:
     """The whole benchmark; the table is reported line by line and written as JSON."""
@@ -225,7 +235,9 @@ def run(models: list[str], repeats: int, out: Path,
                f"{data['torchvision_workers2_images_per_s']:,.0f} (2 workers): "
                f"{data['project_over_best_torchvision']:.1f}x the best")
         results["start_to_first_step_s"] = start_to_first_step(work_dir)
-        report(f"process start to first training step: {results['start_to_first_step_s']:.2f} s")
+        results["import_lightning_s"] = import_lightning_seconds()
+        report(f"process start to first training step: {results['start_to_first_step_s']:.2f} s "
+               f"(importing lightning alone: {results['import_lightning_s']:.2f} s)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -91,8 +91,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.mean = self.std = float("nan")
 
     def prepare_data(self) -> None:
-        """Find (or download, on one process) the raw files; nothing is read yet."""
-        raw_files.find_files(self.data_dir, self.system_dirs, self.download)
+        """Find (or download, on one process) the raw files and keep uncompressed copies of
+        ``.gz`` files in ``data_dir`` (``raw_files.keep_uncompressed``)."""
+        paths = raw_files.find_files(self.data_dir, self.system_dirs, self.download)
+        raw_files.keep_uncompressed(paths, self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

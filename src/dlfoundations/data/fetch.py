@@ -1,5 +1,7 @@
 """`python -m dlfoundations.data.fetch`: find (or download) Fashion-MNIST and verify it.
 
+Uncompressed copies of ``.gz`` files are kept in ``<data-dir>/FashionMNIST/raw/``.
+
 Exit status 0 when the four files are found and verified, 1 with the way to get them if not.
 """
 
@@ -21,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = raw_files.find_files(args.data_dir, raw_files.SYSTEM_DIRS, not args.no_download)
         for name, path in paths.items():
             raw_files.load_tensor(name, path)
+        raw_files.keep_uncompressed(paths, args.data_dir)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

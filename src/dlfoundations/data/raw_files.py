@@ -3,7 +3,8 @@
 Search order: ``<data_dir>/FashionMNIST/raw/`` (torchvision's layout, ``.gz`` or uncompressed),
 then each system location (Debian's ``dataset-fashion-mnist`` puts the ``.gz`` files in
 ``/usr/share/datasets/fashion-mnist/``), then torchvision's own download into ``data_dir``.
-Files are only ever read; a download only writes into a raw folder that holds none of them.
+A user's files are only ever read: a download only writes into a raw folder that holds none of
+them, and ``keep_uncompressed`` only adds the uncompressed files beside the ``.gz`` ones.
 """
 
 from __future__ import annotations
@@ -134,6 +135,27 @@ def verify(name: str, path: Path, data: bytes) -> None:
             f"{path} is corrupt: the MD5 of its uncompressed data is {digest} "
             f"where {name} has {spec.md5}."
         )
+
+
+def keep_uncompressed(paths: dict[str, Path], data_dir: str | Path) -> None:
+    """Write the verified uncompressed bytes of any ``.gz`` file in ``paths`` into
+    ``<data_dir>/FashionMNIST/raw/``, as torchvision's download does, so that later runs skip
+    the gunzip (about 0.3 s of every start); never over an existing file, all four or none."""
+    own = raw_dir(data_dir)
+    todo = {name: path for name, path in paths.items()
+            if path.suffix == ".gz" and not (own / name).exists()}
+    if not todo:
+        return
+    own.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, path in todo.items():
+        data = read_bytes(path)
+        verify(name, path, data)
+        partial = own / f".{name}.partial"
+        partial.write_bytes(data)
+        written.append((partial, own / name))
+    for partial, final in written:
+        partial.replace(final)
 
 
 def load_tensor(name: str, path: Path) -> torch.Tensor:
