@@ -93,7 +93,8 @@ def test_bench_script_writes_the_table_and_the_json(tmp_path: Path, raw_paths: d
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "| softmax |" in result.stdout and "process start to first training step" in result.stdout
+    assert "| softmax |" in result.stdout
+    assert "process start to first training step" in result.stdout
     bench = json.loads(out.read_text())
     (row,) = bench["models"]
     for mode in ("full", "nolog", "floor", "bare"):

@@ -163,5 +163,5 @@ def load_tensor(name: str, path: Path) -> torch.Tensor:
     data = read_bytes(path)
     verify(name, path, data)
     spec = FILES[name]
-    values = bytearray(data[spec.header_size:])
+    values = bytearray(memoryview(data)[spec.header_size:])  # one copy, writable for torch
     return torch.frombuffer(values, dtype=torch.uint8).reshape(spec.shape)
