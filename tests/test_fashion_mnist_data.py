@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -72,13 +73,17 @@ def test_training_loader_covers_the_split_once_per_epoch_in_a_new_order(
 
 
 def _copy_raw(raw_paths: dict[str, Path], data_dir: Path, gunzip: bool = False) -> Path:
+    """The four files in ``data_dir``'s raw folder: uncompressed, or as ``.gz`` files (copied
+    when the source is compressed, as Debian installs them)."""
     raw = raw_files.raw_dir(data_dir)
     raw.mkdir(parents=True)
     for name, path in raw_paths.items():
         if gunzip:
             (raw / name).write_bytes(raw_files.read_bytes(path))
-        else:
+        elif path.suffix == ".gz":
             shutil.copy(path, raw / path.name)
+        else:
+            (raw / f"{name}.gz").write_bytes(gzip.compress(path.read_bytes(), compresslevel=1))
     return raw
 
 
