@@ -97,9 +97,10 @@ def test_bench_script_writes_the_table_and_the_json(tmp_path: Path, raw_paths: d
     assert "process start to first training step" in result.stdout
     bench = json.loads(out.read_text())
     (row,) = bench["models"]
-    for mode in ("full", "nolog", "floor", "bare"):
+    for mode in ("full", "nolog", "floor", "bare", "minimal", "bare_train"):
         assert len(row["all_epoch_s"][mode]) == 1 and row[f"{mode}_epoch_s"] > 0
     assert row["full_over_floor"] == row["full_epoch_s"] / row["floor_epoch_s"]
+    assert row["minimal_over_bare_train"] > 0
     assert row["steps_per_epoch"] == 215  # 55,000 training images in batches of 256
     assert bench["data"]["project_images_per_s"] > 0
     assert bench["data"]["torchvision_workers2_images_per_s"] > 0

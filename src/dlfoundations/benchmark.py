@@ -4,7 +4,8 @@ Used by ``scripts/bench.py``. Every mode trains the same model class on the same
 batches with the same optimizer (``nolog`` is the full path without its logger); the modes
 take turns, epoch by epoch (interleaved, in a rotating order), after ``WARMUP_EPOCHS`` each,
 and the median epoch time is reported. An epoch is the training steps and the validation pass
-that follows them.
+that follows them, except for ``minimal`` (``MinimalModule`` under a barebones Trainer) and
+``bare_train``, which train only: their ratio is the least Lightning's loop costs here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,13 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from torch.utils.data import DataLoader
 
 from dlfoundations.callbacks import ValidationHistory
 from dlfoundations.data import FashionMNISTDataModule, raw_files
+from dlfoundations.data.in_memory import InMemoryImages
+from dlfoundations.models.base import LabModule
+from dlfoundations.optim import weight_decay_groups
 from dlfoundations.train import build_model, build_trainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,10 +78,42 @@ def run_config(model: str, output_dir: Path, *overrides: str) -> DictConfig:
                                            "trainer.max_epochs=1", *overrides])
 
 
-class LightningMode:
-    """One model trained by Lightning, one more epoch per ``epoch()`` call."""
+class MinimalModule(L.LightningModule):
+    """A lab model's network and optimizer with nothing else: cross-entropy training steps; no
+    validation, metrics, logging or hooks. Under a barebones Trainer, fed premade batches, it
+    shows the least that Lightning's loop costs."""
 
-    def __init__(self, cfg: DictConfig, datamodule: FashionMNISTDataModule, barebones: bool):
+    def __init__(self, model: LabModule):
+        super().__init__()
+        self.net, self.optimizer_factory = model.net, model.optimizer
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
+        x, y = batch
+        return F.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(weight_decay_groups(self))
+
+
+class PremadeBatches(torch.utils.data.IterableDataset):
+    """The training split's shuffled batches, built exactly as a bare loop builds them."""
+
+    def __init__(self, split: InMemoryImages, batch_size: int):
+        self.split, self.batch_size = split, batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.split))
+        for start in range(0, len(order), self.batch_size):
+            yield self.split.__getitems__(order[start:start + self.batch_size])
+
+
+class LightningMode:
+    """One model trained by Lightning, one more epoch per ``epoch()`` call: the project's
+    Trainer (full), a barebones one (floor), or a barebones one with ``MinimalModule`` and
+    premade batches (minimal)."""
+
+    def __init__(self, cfg: DictConfig, datamodule: FashionMNISTDataModule, barebones: bool,
+                 minimal: bool = False):
         self.clock = EpochClock()
         if barebones:
             self.trainer = L.Trainer(barebones=True, max_epochs=1, accelerator="auto",
@@ -85,17 +122,26 @@ class LightningMode:
             self.trainer = build_trainer(cfg, ValidationHistory(), self.clock)
         self.model, _ = build_model(cfg, datamodule.batch_size)
         self.datamodule = datamodule
+        self.minimal = minimal
+        if minimal:
+            self.model = MinimalModule(self.model)
 
     def epoch(self) -> float:
         self.trainer.fit_loop.max_epochs = self.trainer.current_epoch + 1
-        self.trainer.fit(self.model, datamodule=self.datamodule)
+        if self.minimal:
+            batches = PremadeBatches(self.datamodule.splits["train"], self.datamodule.batch_size)
+            self.trainer.fit(self.model, train_dataloaders=DataLoader(batches, batch_size=None))
+        else:
+            self.trainer.fit(self.model, datamodule=self.datamodule)
         return self.clock.seconds[-1]
 
 
 class BareMode:
-    """The same network, optimizer and batches in a plain PyTorch loop."""
+    """The same network, optimizer and batches in a plain PyTorch loop (with or without the
+    validation pass)."""
 
-    def __init__(self, cfg: DictConfig, datamodule: FashionMNISTDataModule):
+    def __init__(self, cfg: DictConfig, datamodule: FashionMNISTDataModule,
+                 validate: bool = True):
         self.model, _ = build_model(cfg, datamodule.batch_size)
         self.model.to(datamodule.splits["train"].images.device)
         self.optimizer = self.model.configure_optimizers()
@@ -103,6 +149,7 @@ class BareMode:
             self.optimizer = self.optimizer["optimizer"]
         self.train, self.val = datamodule.splits["train"], datamodule.splits["val"]
         self.batch_size = datamodule.batch_size
+        self.validate = validate
 
     def epoch(self) -> float:
         started = time.perf_counter()
@@ -117,7 +164,7 @@ class BareMode:
         self.model.eval()
         correct = 0
         with torch.no_grad():
-            for start in range(0, len(self.val), self.batch_size):
+            for start in range(0, len(self.val) if self.validate else 0, self.batch_size):
                 x, y = self.val.__getitems__(torch.arange(start, min(start + self.batch_size,
                                                                      len(self.val))))
                 correct += (self.model(x).argmax(1) == y).sum()
@@ -134,7 +181,9 @@ def compare_modes(model: str, datamodule: FashionMNISTDataModule, repeats: int,
     modes: dict[str, Any] = {"full": LightningMode(cfg, datamodule, barebones=False),
                              "nolog": LightningMode(unlogged, datamodule, barebones=False),
                              "floor": LightningMode(cfg, datamodule, barebones=True),
-                             "bare": BareMode(cfg, datamodule)}
+                             "bare": BareMode(cfg, datamodule),
+                             "minimal": LightningMode(cfg, datamodule, True, minimal=True),
+                             "bare_train": BareMode(cfg, datamodule, validate=False)}
     times: dict[str, list[float]] = {name: [] for name in modes}
     names = list(modes)
     for repeat in range(WARMUP_EPOCHS + repeats):
@@ -153,6 +202,7 @@ def compare_modes(model: str, datamodule: FashionMNISTDataModule, repeats: int,
         "full_over_floor": median["full"] / median["floor"],
         "full_over_nolog": median["full"] / median["nolog"],
         "floor_over_bare": median["floor"] / median["bare"],
+        "minimal_over_bare_train": median["minimal"] / median["bare_train"],
         "full_overhead_ms_per_step": 1000 * (median["full"] - median["bare"]) / steps,
         "floor_overhead_ms_per_step": 1000 * (median["floor"] - median["bare"]) / steps,
         "all_epoch_s": times,
@@ -223,8 +273,8 @@ def run(models: list[str], repeats: int, out: Path,
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = Path(tmp)
         report("| model | full s | floor s | bare s | full samples/s | full/bare | full/floor"
-               " | floor/bare | full/no-logger | full overhead ms/step |")
-        report("|---|---|---|---|---|---|---|---|---|---|")
+               " | floor/bare | full/no-logger | full overhead ms/step | minimal/bare train |")
+        report("|---|---|---|---|---|---|---|---|---|---|---|")
         for model in models:
             row = compare_modes(model, datamodule, repeats, work_dir)
             results["models"].append(row)
@@ -232,7 +282,8 @@ def run(models: list[str], repeats: int, out: Path,
                    f"{row['bare_epoch_s']:.3f} | {row['full_samples_per_s']:,.0f} | "
                    f"{row['full_over_bare']:.3f} | {row['full_over_floor']:.3f} | "
                    f"{row['floor_over_bare']:.3f} | {row['full_over_nolog']:.3f} | "
-                   f"{row['full_overhead_ms_per_step']:.3f} |")
+                   f"{row['full_overhead_ms_per_step']:.3f} | "
+                   f"{row['minimal_over_bare_train']:.3f} |")
         results["data"] = compare_data_paths(datamodule, work_dir)
         data = results["data"]
         report(f"\ndata path: project {data['project_images_per_s']:,.0f} images/s, torchvision "
