@@ -119,6 +119,8 @@ def test_a_system_copy_is_kept_uncompressed_in_data_dir_once(
     datamodule = _setup(data_dir)  # now found in data_dir alone, and nothing rewritten
     assert len(datamodule.splits["train"]) == 55_000
     assert {f.name: f.stat().st_mtime_ns for f in raw.iterdir()} == written
+    gz_files = {name: system / f"{name}.gz" for name in raw_files.FILES}
+    assert raw_files.keep_uncompressed(gz_files, data_dir) == []  # never over a file
 
 
 def test_truncated_file_names_the_file(raw_paths: dict[str, Path], tmp_path: Path) -> None:

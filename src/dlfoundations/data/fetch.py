@@ -23,11 +23,13 @@ def main(argv: list[str] | None = None) -> int:
         paths = raw_files.find_files(args.data_dir, raw_files.SYSTEM_DIRS, not args.no_download)
         for name, path in paths.items():
             raw_files.load_tensor(name, path)
-        raw_files.keep_uncompressed(paths, args.data_dir)
+        copies = raw_files.keep_uncompressed(paths, args.data_dir)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"Fashion-MNIST verified in {next(iter(paths.values())).parent}")
+    if copies:
+        print(f"uncompressed copies written to {copies[0].parent}")
     return 0
 
 

@@ -137,15 +137,16 @@ def verify(name: str, path: Path, data: bytes) -> None:
         )
 
 
-def keep_uncompressed(paths: dict[str, Path], data_dir: str | Path) -> None:
+def keep_uncompressed(paths: dict[str, Path], data_dir: str | Path) -> list[Path]:
     """Write the verified uncompressed bytes of any ``.gz`` file in ``paths`` into
     ``<data_dir>/FashionMNIST/raw/``, as torchvision's download does, so that later runs skip
-    the gunzip (about 0.3 s of every start); never over an existing file, all four or none."""
+    the gunzip (about 0.3 s of every start); never over an existing file, all four or none.
+    Returns the files written."""
     own = raw_dir(data_dir)
     todo = {name: path for name, path in paths.items()
             if path.suffix == ".gz" and not (own / name).exists()}
     if not todo:
-        return
+        return []
     own.mkdir(parents=True, exist_ok=True)
     written = []
     for name, path in todo.items():
@@ -156,6 +157,7 @@ def keep_uncompressed(paths: dict[str, Path], data_dir: str | Path) -> None:
         written.append((partial, own / name))
     for partial, final in written:
         partial.replace(final)
+    return [final for _, final in written]
 
 
 def load_tensor(name: str, path: Path) -> torch.Tensor:
