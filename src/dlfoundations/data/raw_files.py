@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,7 +153,7 @@ def keep_uncompressed(paths: dict[str, Path], data_dir: str | Path) -> list[Path
     for name, path in todo.items():
         data = read_bytes(path)
         verify(name, path, data)
-        partial = own / f".{name}.partial"
+        partial = own / f".{name}.{os.getpid()}.partial"  # nodes sharing data_dir never collide
         partial.write_bytes(data)
         written.append((partial, own / name))
     for partial, final in written:

@@ -4,7 +4,8 @@ The shuffle order of epoch e is a function of (seed, e) alone (``EpochRandomSamp
 loaders draw no number from the global RNG (they get their own generator), and the loader
 counts the batches it has handed out in the current epoch. Lightning stores that count in a
 checkpoint (``state_dict``) and gives it back on resume (``load_state_dict``); the next epoch
-then skips the batches already trained on.
+then skips the batches already trained on. Batches are index tensors sliced from the epoch's
+order (``IndexTensorBatchSampler``), so no per-sample Python runs per step.
 """
 
 from __future__ import annotations
