@@ -20,7 +20,7 @@ def skip_unused_step_hooks(callbacks: Iterable[L.Callback]) -> None:
 
     Lightning calls every hook of every callback on every batch, each call wrapped in a
     profiler context and a name built from ``state_key`` (about 1-2 us), unless the hook is
-    not callable. With ten callbacks and seven hooks per training step that is about 70
+    not callable. With ten callbacks and six hooks per training step that is about 60
     calls a step, nearly all to empty methods; afterwards only the implemented ones run.
     """
     for callback in callbacks:
