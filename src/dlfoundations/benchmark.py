@@ -36,7 +36,7 @@ from dlfoundations.optim import weight_decay_groups
 from dlfoundations.train import build_model, build_trainer
 
 ROOT = Path(__file__).resolve().parents[2]
-#: epochs run before timing starts; on the 2-core machine the first two are still 10-50% slow
+#: epochs run before timing starts; on the 2-core machine the first two are still 25-60% slow
 WARMUP_EPOCHS = 2
 #: launches of ``scripts/train.py`` (and of ``import lightning``) timed for the start-up
 START_REPEATS = 3
