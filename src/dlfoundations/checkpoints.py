@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlfoundations.errors import UserError
+from dlfoundations.errors import UserError, first_line
 
 
 def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
@@ -22,8 +22,8 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise UserError(f"{key}={str(path)!r} is not a readable checkpoint ({first}).") from err
+        raise UserError(f"{key}={str(path)!r} is not a readable checkpoint "
+                        f"({first_line(err)}).") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"{key}={str(path)!r} is not a Lightning checkpoint: it has no "
                         "state_dict.")

@@ -12,7 +12,7 @@ from typing import Any
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from dlfoundations.errors import UserError
+from dlfoundations.errors import UserError, first_line
 from dlfoundations.train import in_multirun, write_metrics
 
 #: exit status of a run stopped by bad input, and of a run that did not complete
@@ -40,8 +40,7 @@ def one_line(err: BaseException) -> str:
     user_error = as_user_error(err)
     if user_error is not None:
         return str(user_error)
-    first = (str(err).strip().splitlines() or [""])[0]
-    return f"{type(err).__name__}: {first}"
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:

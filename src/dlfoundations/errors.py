@@ -13,3 +13,8 @@ def require(condition: bool, key: str, value: object, allowed: str) -> None:
     """Unless ``condition``, raise ``UserError`` naming ``key``, ``value`` and what is allowed."""
     if not condition:
         raise UserError(f"{key}={value!r} is not allowed: {key} must be {allowed}.")
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (empty when it has none)."""
+    return (str(err).strip().splitlines() or [""])[0]
