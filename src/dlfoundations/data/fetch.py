@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = raw_files.find_files(args.data_dir, raw_files.SYSTEM_DIRS, not args.no_download)
         for name, path in paths.items():
-            raw_files.load_tensor(name, path)
+            raw_files.verified_bytes(name, path)
         copies = raw_files.keep_uncompressed(paths, args.data_dir)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

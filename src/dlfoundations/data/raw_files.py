@@ -138,6 +138,13 @@ def verify(name: str, path: Path, data: bytes) -> None:
         )
 
 
+def verified_bytes(name: str, path: Path) -> bytes:
+    """The uncompressed bytes of ``path``, checked to be the real ``name`` (``verify``)."""
+    data = read_bytes(path)
+    verify(name, path, data)
+    return data
+
+
 def keep_uncompressed(paths: dict[str, Path], data_dir: str | Path) -> list[Path]:
     """Write the verified uncompressed bytes of any ``.gz`` file in ``paths`` into
     ``<data_dir>/FashionMNIST/raw/``, as torchvision's download does, so that later runs skip
@@ -151,8 +158,7 @@ def keep_uncompressed(paths: dict[str, Path], data_dir: str | Path) -> list[Path
     own.mkdir(parents=True, exist_ok=True)
     written = []
     for name, path in todo.items():
-        data = read_bytes(path)
-        verify(name, path, data)
+        data = verified_bytes(name, path)
         partial = own / f".{name}.{os.getpid()}.partial"  # nodes sharing data_dir never collide
         partial.write_bytes(data)
         written.append((partial, own / name))
@@ -163,8 +169,7 @@ def keep_uncompressed(paths: dict[str, Path], data_dir: str | Path) -> list[Path
 
 def load_tensor(name: str, path: Path) -> torch.Tensor:
     """The verified contents of one IDX file as a uint8 tensor of its declared shape."""
-    data = read_bytes(path)
-    verify(name, path, data)
+    data = verified_bytes(name, path)
     spec = FILES[name]
     values = bytearray(memoryview(data)[spec.header_size:])  # one copy, writable for torch
     return torch.frombuffer(values, dtype=torch.uint8).reshape(spec.shape)
