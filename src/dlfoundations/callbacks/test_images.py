@@ -36,14 +36,14 @@ class TestImages(L.Callback):
         for i in torch.nonzero(predicted != y).flatten()[: self.num_images - len(self.wrong)]:
             self.wrong.append((x[i, 0].cpu(), int(y[i]), int(predicted[i])))
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not isinstance(pl_module, Classifier):
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """After the model's ``on_test_epoch_end``, which computed its ``confusion_matrix``."""
+        if not isinstance(pl_module, Classifier) or pl_module.confusion_matrix is None:
             return
-        confusion = pl_module.test_confusion.compute().cpu()
         writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if not trainer.is_global_zero or not writers:
             return
-        figures = {"test/confusion_matrix": confusion_figure(confusion)}
+        figures = {"test/confusion_matrix": confusion_figure(pl_module.confusion_matrix)}
         if self.wrong:
             figures["test/misclassified"] = misclassified_figure(self.wrong)
         for writer in writers:
