@@ -37,8 +37,12 @@ class LinearRegression(LabModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(-1)
 
+    def learned(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The learned weights w (a vector) and bias b (a scalar), detached."""
+        return self.net.weight.detach()[0], self.net.bias.detach()[0]
+
     def parameter_errors(self) -> dict[str, torch.Tensor]:
-        w, b = self.net.weight.detach()[0], self.net.bias.detach()[0]
+        w, b = self.learned()
         return {"w_error": torch.linalg.vector_norm(w - self.true_w),
                 "b_error": (b - self.true_b).abs()}
 
@@ -52,7 +56,7 @@ class LinearRegression(LabModule):
         return self._step(batch, "train")
 
     def on_train_epoch_end(self) -> None:
-        w, b = self.net.weight.detach()[0], self.net.bias.detach()[0]
+        w, b = self.learned()
         self.log_dict({**self.parameter_errors(), "param/b": b,
                        **{f"param/w{i}": value for i, value in enumerate(w)}})
 
@@ -63,5 +67,6 @@ class LinearRegression(LabModule):
         self._step(batch, "test")
 
     def report(self) -> dict[str, Any]:
-        return {"w": self.net.weight.detach()[0].tolist(), "b": self.net.bias.item(),
+        w, b = self.learned()
+        return {"w": w.tolist(), "b": b.item(),
                 **{name: value.item() for name, value in self.parameter_errors().items()}}
