@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from dlfoundations.data import FashionMNISTDataModule, raw_files
 from dlfoundations.errors import UserError
@@ -40,3 +42,10 @@ def run_script(script: str, *overrides: str, timeout: float = 600) -> subprocess
         [sys.executable, str(ROOT / "scripts" / script), *overrides],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def compose_train(*overrides: str, hydra: bool = False) -> DictConfig:
+    """``conf/train.yaml`` with ``overrides``, composed as ``scripts/train.py`` would (with the
+    ``hydra`` node when asked)."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=hydra)

@@ -6,9 +6,8 @@ import csv
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, compose_train, run_script
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 TINY = ("trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
@@ -22,8 +21,7 @@ def test_the_eight_presets_exist() -> None:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_composes_into_a_sweep(preset: str) -> None:
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={preset}"], return_hydra_config=True)
+    cfg = compose_train(f"experiment={preset}", hydra=True)
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert cfg.hydra.sweeper.params
     assert cfg.report.figures
@@ -35,8 +33,7 @@ def test_preset_runs_and_leaves_its_summary_and_figures(preset: str, tmp_path: P
     result = run_script("train.py", f"experiment={preset}", *TINY,
                         f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={preset}"])
+    cfg = compose_train(f"experiment={preset}")
     for figure in cfg.report.figures:
         assert (tmp_path / f"{figure.name}.png").stat().st_size > 10_000
     with (tmp_path / "summary.csv").open() as handle:

@@ -7,14 +7,10 @@ do what the ordinary ones do.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from lightning.pytorch.profilers import SimpleProfiler
 from torch.utils.data import DistributedSampler, SequentialSampler
@@ -25,13 +21,12 @@ from dlfoundations.data import FashionMNISTDataModule
 from dlfoundations.data.resumable_loader import IndexTensorBatchSampler
 from dlfoundations.profiler import NullProfiler
 from dlfoundations.train import build_trainer
-from tests.conftest import ROOT
+from tests.conftest import compose_train, run_script
 
 
 def _trainer(tmp_path: Path, *overrides: str) -> L.Trainer:
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}", *overrides])
-    return build_trainer(cfg, ValidationHistory())
+    return build_trainer(compose_train(f"paths.output_dir={tmp_path}", *overrides),
+                         ValidationHistory())
 
 
 def _callback(trainer: L.Trainer, cls: type) -> L.Callback:
@@ -86,12 +81,7 @@ def test_index_tensor_batches_follow_any_sampler_and_drop_last() -> None:
 
 def test_bench_script_writes_the_table_and_the_json(tmp_path: Path, raw_paths: dict) -> None:
     out = tmp_path / "bench.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--models", "softmax",
-         "--repeats", "1", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
+    result = run_script("bench.py", "--models", "softmax", "--repeats", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| softmax |" in result.stdout
     assert "process start to first training step" in result.stdout

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dlfoundations.optim import scaled_lr
-from tests.conftest import ROOT, run_script
+from tests.conftest import compose_train, run_script
 
 TINY = ("trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=2")
@@ -114,8 +113,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path, raw_pat
 ])
 def test_launcher_and_sweeper_configs_compose(overrides: list[str], node: str,
                                               target: str) -> None:
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose_train(*overrides, hydra=True)
     assert cfg.hydra[node]._target_ == target
     get_class(target)
     if node == "launcher":
