@@ -148,22 +148,32 @@ def verified_bytes(name: str, path: Path) -> bytes:
 def keep_uncompressed(paths: dict[str, Path], data_dir: str | Path) -> list[Path]:
     """Write the verified uncompressed bytes of any ``.gz`` file in ``paths`` into
     ``<data_dir>/FashionMNIST/raw/``, as torchvision's download does, so that later runs skip
-    the gunzip (about 0.3 s of every start); never over an existing file, all four or none.
-    Returns the files written."""
+    the gunzip; never over an existing file, all four or none. Returns the files written.
+
+    The copies are an optimisation: where the folder cannot be written (read-only, full) none
+    are made and the ``.gz`` files are used as they are. Temporary ``.partial`` files never
+    outlive this call, also when a later file fails its check.
+    """
     own = raw_dir(data_dir)
     todo = {name: path for name, path in paths.items()
             if path.suffix == ".gz" and not (own / name).exists()}
-    if not todo:
+    written: list[tuple[Path, Path]] = []
+    try:
+        if todo:
+            own.mkdir(parents=True, exist_ok=True)
+        for name, path in todo.items():
+            data = verified_bytes(name, path)
+            partial = own / f".{name}.{os.getpid()}.partial"  # nodes sharing data_dir never collide
+            written.append((partial, own / name))
+            partial.write_bytes(data)
+        for partial, final in written:
+            partial.replace(final)
+    except OSError:
         return []
-    own.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, path in todo.items():
-        data = verified_bytes(name, path)
-        partial = own / f".{name}.{os.getpid()}.partial"  # nodes sharing data_dir never collide
-        partial.write_bytes(data)
-        written.append((partial, own / name))
-    for partial, final in written:
-        partial.replace(final)
+    finally:
+        for partial, _ in written:
+            if partial.exists():
+                partial.unlink()
     return [final for _, final in written]
 
 
