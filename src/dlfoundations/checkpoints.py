@@ -1,32 +1,96 @@
-"""Reading checkpoints safely and checking that they fit a model."""
+"""Checkpoints are data: read with plain values only, checked, and written atomically.
+
+Every checkpoint the project reads (eval, resume, testing the best checkpoint) goes through
+``read_checkpoint``: ``torch.load(weights_only=True)`` (no pickled code), then a check that
+each field the project or Lightning uses has the type it must have, so a crafted or damaged
+file is refused in one sentence instead of failing somewhere inside training. Nothing in a
+checkpoint ever chooses code to import or call (see ``dlfoundations.rebuild``).
+"""
 
 from __future__ import annotations
 
+import io
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import nn
 
 from dlfoundations.errors import UserError, first_line
+from dlfoundations.run_folder import write_atomically
+
+#: top-level fields and the types they must have when present
+FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "epoch": int, "global_step": int, "pytorch-lightning_version": str,
+    "hyper_parameters": dict, "datamodule_hyper_parameters": dict,
+    "model_class": str, "datamodule_class": str, "torch_rng_state": torch.Tensor,
+    "optimizer_states": list, "lr_schedulers": list, "callbacks": dict, "loops": dict,
+}
+PLAIN_SCALARS = (bool, int, float, str, type(None))
+
+
+def _refuse(key: str, path: Path, problem: str) -> UserError:
+    return UserError(f"{key}={str(path)!r} is not a checkpoint of this project: {problem}.")
+
+
+def check_plain(value: Any, where: str) -> None:
+    """Refuse anything but numbers, strings, booleans, None and lists or dicts of them, and a
+    dict with a ``_target_`` key (hyperparameters are values, never config to instantiate)."""
+    if isinstance(value, dict):
+        if "_target_" in value:
+            raise ValueError(f"{where} holds a _target_ ({value['_target_']!r}); hyperparameters "
+                             "are values, never classes to build")
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where} has a key that is not a string ({key!r})")
+            check_plain(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_plain(item, f"{where}[{index}]")
+    elif not isinstance(value, PLAIN_SCALARS):
+        raise ValueError(f"{where} is a {type(value).__name__}, not a plain value")
+
+
+def check_fields(checkpoint: Any) -> None:
+    """Raise ``ValueError`` naming the first field of ``checkpoint`` that has the wrong type."""
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError("it has no state_dict")
+    state = checkpoint["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"its state_dict is a {type(state).__name__}, not a dict of tensors")
+    for name, value in state.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise ValueError(f"state_dict[{name!r}] is a {type(value).__name__}, not a tensor")
+    for field, expected in FIELD_TYPES.items():
+        if field in checkpoint and not isinstance(checkpoint[field], expected):
+            raise ValueError(f"its {field} is a {type(checkpoint[field]).__name__}")
+    for field in ("hyper_parameters", "datamodule_hyper_parameters"):
+        check_plain(checkpoint.get(field, {}), field)
+    rng = checkpoint.get("torch_rng_state")
+    if rng is not None and (rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape):
+        raise ValueError("its torch_rng_state is not a CPU generator state")
 
 
 def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
-    """The checkpoint at ``path``, loaded with ``weights_only=True`` (plain values only)."""
+    """The checkpoint at ``path``, loaded with ``weights_only=True`` and checked field by
+    field (``check_fields``); anything else is refused with a ``UserError`` naming ``key``."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{key}={str(path)!r} is not allowed: {key} must be an existing "
                         "checkpoint file (e.g. <run>/checkpoints/last.ckpt).")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
+            ValueError, IndexError, KeyError, TypeError) as err:
         raise UserError(f"{key}={str(path)!r} is not a readable checkpoint "
-                        f"({first_line(err)}).") from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UserError(f"{key}={str(path)!r} is not a Lightning checkpoint: it has no "
-                        "state_dict.")
+                        f"({first_line(err) or type(err).__name__}).") from err
+    try:
+        check_fields(checkpoint)
+    except ValueError as err:
+        raise _refuse(key, path, str(err)) from err
     return checkpoint
 
 
@@ -45,3 +109,24 @@ def check_matches(model: nn.Module, checkpoint: dict[str, Any], path: str | Path
                f"model has {expected[reshaped[0]]}")
     raise UserError(f"{key}={str(path)!r} does not match model {type(model).__name__}: {problem}"
                     "; use the model options the checkpoint was trained with.")
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint reading and writing, made safe.
+
+    Saving writes a temporary file beside the target and renames it over the target, so a
+    full disk or a signal never leaves a truncated ``.ckpt``. Loading (resume, testing the best
+    checkpoint) goes through ``read_checkpoint``.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()  # serialised first: torch's zip writer hides a full disk's OSError
+        torch.save(checkpoint, buffer)
+        write_atomically(path, lambda file: file.write(buffer.getbuffer()))
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        return read_checkpoint(path)

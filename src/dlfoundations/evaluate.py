@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dlfoundations.checkpoints import check_matches, read_checkpoint
-from dlfoundations.errors import UserError
-from dlfoundations.train import write_metrics
-
-
-def rebuild(checkpoint: dict[str, Any], path: str, data_location: dict[str, Any]
-            ) -> tuple[L.LightningModule, L.LightningDataModule]:
-    """Model and DataModule from the classes and hyperparameters saved in ``checkpoint``.
-
-    ``data_location`` (e.g. ``data_dir``) replaces the saved values the DataModule accepts, so
-    a checkpoint evaluates on another machine.
-    """
-    if "model_class" not in checkpoint or "datamodule_class" not in checkpoint:
-        raise UserError(f"ckpt_path={path!r} was not written by this project's training (it "
-                        "does not name its model and data classes).")
-    model_cls = get_class(checkpoint["model_class"])
-    model = model_cls(**checkpoint.get("hyper_parameters", {}))
-    check_matches(model, checkpoint, path)
-    model.load_state_dict(checkpoint["state_dict"])
-    data_cls = get_class(checkpoint["datamodule_class"])
-    accepted = inspect.signature(data_cls).parameters
-    params = {**checkpoint.get("datamodule_hyper_parameters", {}),
-              **{k: v for k, v in data_location.items() if k in accepted}}
-    return model, data_cls(**params)
+from dlfoundations.checkpoints import read_checkpoint
+from dlfoundations.rebuild import rebuild
+from dlfoundations.run_folder import write_metrics, write_text
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -54,6 +32,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         confusion = getattr(model, "confusion_matrix", None)
         if confusion is not None:
             rows = [",".join(str(int(v)) for v in row) for row in confusion.tolist()]
-            (run_dir / "confusion_matrix.csv").write_text("\n".join(rows) + "\n")
+            write_text(run_dir / "confusion_matrix.csv", "\n".join(rows) + "\n")
             metrics["confusion_matrix"] = confusion.tolist()
     return metrics
