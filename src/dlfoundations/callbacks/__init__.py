@@ -4,7 +4,6 @@ from dlfoundations.callbacks.guards import (
     DivergenceGuard,
     GracefulInterrupt,
     TrainingDiverged,
-    TrainingInterrupted,
 )
 from dlfoundations.callbacks.histograms import WeightHistograms
 from dlfoundations.callbacks.history import ValidationHistory
@@ -13,5 +12,5 @@ from dlfoundations.callbacks.test_images import TestImages
 
 __all__ = [
     "DivergenceGuard", "EpochTimer", "GracefulInterrupt", "LearningRateLogger", "TestImages",
-    "TrainingDiverged", "TrainingInterrupted", "ValidationHistory", "WeightHistograms",
+    "TrainingDiverged", "ValidationHistory", "WeightHistograms",
 ]

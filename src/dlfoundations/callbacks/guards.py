@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+
+from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 
 
 class TrainingDiverged(Exception):
@@ -41,48 +41,49 @@ class DivergenceGuard(L.Callback):
         self.last_finite = value
 
 
-class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM arrived during training; ``last.ckpt`` holds the state to resume."""
-
-
 class GracefulInterrupt(L.Callback):
-    """Ctrl-C (SIGINT) or SIGTERM stops training cleanly after the current step.
+    """Ctrl-C (SIGINT) or SIGTERM during the training steps stops the run cleanly after the
+    current step: the step is finished, ``last.ckpt`` is saved beside the other checkpoints
+    (mid-epoch, resumable exactly) and ``RunInterrupted`` is raised.
 
-    The step is finished, ``last.ckpt`` is saved beside the other checkpoints (mid-epoch,
-    resumable exactly) and ``TrainingInterrupted`` is raised. A second signal interrupts at once.
+    Elsewhere (validation, testing) the process's ``InterruptHandler`` stops the run at once.
+    Outside the command-line scripts, which install that handler for the whole process, it is
+    installed for the span of ``fit``.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
     def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None:
-            self._restore()
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def _restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
+        self.installed_here = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        self.installed_here = INTERRUPTS.install()
+        INTERRUPTS.in_run = INTERRUPTS.in_run or self.installed_here
+
+    def _uninstall(self) -> None:
+        INTERRUPTS.deferring = False
+        if self.installed_here:
+            INTERRUPTS.uninstall()
+            INTERRUPTS.in_run, INTERRUPTS.received = False, None
+            self.installed_here = False
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore()
+        self._uninstall()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
                      exception: BaseException) -> None:
-        self._restore()
+        self._uninstall()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        INTERRUPTS.deferring = True
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        INTERRUPTS.stop_deferring()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        INTERRUPTS.stop_deferring()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.received is None:
+        if INTERRUPTS.received is None:
             return
         checkpoint = trainer.checkpoint_callback
         ckpt_dir = checkpoint.dirpath if checkpoint and checkpoint.dirpath else \
@@ -90,9 +91,10 @@ class GracefulInterrupt(L.Callback):
         path = Path(ckpt_dir) / "last.ckpt"
         if path.is_symlink():  # save_last="link": never write through it into a best checkpoint
             path.unlink()
-        trainer.save_checkpoint(path)
-        name = signal.Signals(self.received).name
-        raise TrainingInterrupted(
-            f"{name} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
-            f"resume with ckpt_path={path}"
+        with INTERRUPTS.shield():
+            trainer.save_checkpoint(path)
+        INTERRUPTS.deferring = False
+        raise RunInterrupted(
+            f"{INTERRUPTS.signal_name()} at step {trainer.global_step} "
+            f"(epoch {trainer.current_epoch}); last.ckpt holds the state to resume from"
         )

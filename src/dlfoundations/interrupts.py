@@ -1,0 +1,93 @@
+"""Ctrl-C (SIGINT) and SIGTERM at any point of a run end it with a status, never a traceback.
+
+One handler serves the whole process. Inside the training steps a signal is only recorded:
+the step is finished, ``last.ckpt`` saved and the run stopped (``GracefulInterrupt``), so
+the run resumes exactly where it stopped. Anywhere else in a run (set-up, validation,
+testing) the first signal raises ``RunInterrupted`` at once. Outside a run (between the jobs
+of a sweep) and while a run writes its final files, a signal is recorded and acted on as
+soon as that is done. A second signal always stops at once.
+
+``RunInterrupted`` is an ``Exception``, not a ``KeyboardInterrupt``: Lightning answers a
+``KeyboardInterrupt`` in ``fit`` with ``sys.exit(1)``, while an exception reaches the run.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM stopped the run."""
+
+
+class InterruptHandler:
+    """Records SIGINT and SIGTERM and decides when they stop the run (see the module)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.in_run = False      # raise at once (a run is under way)
+        self.deferring = False   # inside training steps: record only
+        self.shielded = False    # writing final files: record only
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._previous)
+
+    def install(self) -> bool:
+        """Handle SIGINT and SIGTERM in this process (main thread only); True if done now."""
+        if self.installed or threading.current_thread() is not threading.main_thread():
+            return False
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS}
+        return True
+
+    def uninstall(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def signal_name(self) -> str:
+        return signal.Signals(self.received).name if self.received is not None else ""
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        second = self.received is not None
+        if not second:
+            self.received = signum
+        if self.in_run and not self.shielded and (second or not self.deferring):
+            raise RunInterrupted(f"{signal.Signals(signum).name} before the run finished")
+
+    def stop_deferring(self) -> None:
+        """Leave the training steps; a signal recorded meanwhile stops the run now."""
+        self.deferring = False
+        if self.received is not None and self.in_run and not self.shielded:
+            raise RunInterrupted(f"{self.signal_name()} before the run finished")
+
+    @contextmanager
+    def run(self) -> Iterator[None]:
+        """The span of one run: signals stop it at once (outside training steps)."""
+        self.in_run, self.deferring = True, False
+        try:
+            if self.received is not None:
+                raise RunInterrupted(f"{self.signal_name()} before the run started")
+            yield
+        finally:
+            self.in_run = self.deferring = False
+
+    @contextmanager
+    def shield(self) -> Iterator[None]:
+        """Signals are only recorded while the run writes its final files."""
+        self.shielded = True
+        try:
+            yield
+        finally:
+            self.shielded = False
+
+
+#: the process's one handler
+INTERRUPTS = InterruptHandler()
