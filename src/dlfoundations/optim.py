@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -12,6 +13,9 @@ from dlfoundations.errors import require
 #: p in lr_eff = lr * (B / base_batch_size) ** p
 LR_SCALING_POWER: dict[str, float] = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}
 
+#: keys of the ``optim`` group that belong to the run, not to the torch optimizer
+RUN_OPTIM_KEYS = ("base_batch_size", "lr_scaling")
+
 OptimizerFactory = Callable[[list[dict]], torch.optim.Optimizer]
 
 
@@ -21,7 +25,8 @@ def scaled_lr(lr: float, global_batch_size: int, base_batch_size: int, lr_scalin
     ``lr`` is the rate tuned at ``base_batch_size``; B is the global batch size
     (per-device batch x devices x nodes x gradient accumulation).
     """
-    require(isinstance(lr, int | float) and lr > 0, "optim.lr", lr, "a number above 0")
+    require(isinstance(lr, int | float) and 0 < lr < math.inf, "optim.lr", lr,
+            "a finite number above 0")
     require(isinstance(base_batch_size, int) and base_batch_size >= 1,
             "optim.base_batch_size", base_batch_size, "an integer of at least 1")
     require(lr_scaling in LR_SCALING_POWER, "optim.lr_scaling", lr_scaling,

@@ -1,0 +1,137 @@
+"""Checks of a run's config, made before data or weights are touched.
+
+Each refusal is one sentence naming the key, the value and what is allowed (``require``).
+The optimizer's and scheduler's own keys are checked by rule (``OPTIM_RULES``,
+``SCHEDULER_RULES``) and then by building both once on a one-element parameter, so that
+whatever torch itself refuses is refused here too, before the run starts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dlfoundations.errors import UserError, require
+from dlfoundations.optim import RUN_OPTIM_KEYS, scaled_lr
+
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def in_range(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Rule:
+    """A finite number between ``low`` and ``high`` (open ends as asked)."""
+    def test(value: Any) -> bool:
+        return (_number(value) and (value > low if low_open else value >= low)
+                and (value < high if high_open else value <= high))
+    brackets = ("(" if low_open else "[", ")" if high_open else "]")
+    high_text = "inf" if math.isinf(high) else f"{high:g}"
+    return test, f"a number in {brackets[0]}{low:g}, {high_text}{brackets[1]}"
+
+
+def _betas(value: Any) -> bool:
+    return (isinstance(value, list | tuple | ListConfig) and len(value) == 2
+            and all(in_range(0, 1, high_open=True)[0](b) for b in value))
+
+
+POSITIVE = in_range(0, math.inf, low_open=True, high_open=True)
+NON_NEGATIVE = in_range(0, math.inf, high_open=True)
+BOOLEAN: Rule = (lambda value: isinstance(value, bool), "true or false")
+POSITIVE_INT: Rule = (lambda value: isinstance(value, int) and not isinstance(value, bool)
+                      and value >= 1, "an integer of at least 1")
+
+#: the torch optimizers' own keys and what each may be
+OPTIM_RULES: dict[str, Rule] = {
+    "eps": POSITIVE, "weight_decay": NON_NEGATIVE,
+    "momentum": in_range(0, 1, high_open=True), "dampening": in_range(0, 1),
+    "rho": in_range(0, 1), "alpha": in_range(0, 1, high_open=True), "lr_decay": NON_NEGATIVE,
+    "initial_accumulator_value": NON_NEGATIVE,
+    "betas": (_betas, "two numbers in [0, 1), e.g. [0.9, 0.999]"),
+    "nesterov": BOOLEAN, "centered": BOOLEAN, "amsgrad": BOOLEAN, "maximize": BOOLEAN,
+}
+#: the schedulers' own keys: a factor above 1 or below 0 would make training diverge or ascend
+SCHEDULER_RULES: dict[str, Rule] = {
+    "gamma": in_range(0, 1, low_open=True), "step_size": POSITIVE_INT, "T_max": POSITIVE_INT,
+    "eta_min": NON_NEGATIVE,
+}
+
+
+def check_keys(group: str, node: dict[str, Any], rules: dict[str, Rule]) -> None:
+    for key, value in node.items():
+        if key in rules:
+            test, allowed = rules[key]
+            require(test(value), f"{group}.{key}", value, allowed)
+
+
+def _dry_build(group: str, node: dict[str, Any], build: Callable[[], Any]) -> Any:
+    """``build()``, with torch's own refusal of a key turned into a ``UserError``."""
+    try:
+        return build()
+    except TypeError as err:
+        key = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if key:
+            raise UserError(f"{group}.{key[1]} is not an option of {group} "
+                            f"({node['_target_']}).") from err
+        raise UserError(f"{group} holds a value of the wrong type: {err}.") from err
+    except ValueError as err:
+        raise UserError(f"{group} holds a value its class refuses: {err}.") from err
+
+
+def check_optim_and_scheduler(cfg: DictConfig) -> None:
+    """Every key of ``optim`` and ``scheduler`` by rule, then both built once for real."""
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    check_keys("optim", optim, OPTIM_RULES)
+    scaled_lr(optim["lr"], optim["base_batch_size"], optim["base_batch_size"],
+              optim["lr_scaling"])
+    for key in RUN_OPTIM_KEYS:
+        optim.pop(key)
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = _dry_build("optim", optim, lambda: instantiate(optim)([{"params": [weight]}]))
+    if cfg.get("scheduler"):
+        scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True)
+        check_keys("scheduler", scheduler, SCHEDULER_RULES)
+        _dry_build("scheduler", scheduler, lambda: instantiate(scheduler)(optimizer))
+
+
+def check_model_fits_data(cfg: DictConfig) -> None:
+    """A classifier needs image data and linear regression synthetic data."""
+    model_cls, data_cls = get_class(cfg.model._target_), get_class(cfg.data._target_)
+    if model_cls.task != data_cls.task:
+        raise UserError(
+            f"model {model_cls.__name__} learns {model_cls.task} but data "
+            f"{data_cls.__name__} holds {data_cls.task} data: use data=synthetic_linear "
+            "with model=linreg and data=fashion_mnist with the classifiers."
+        )
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """The run-level keys a typo would break late: checked before anything is built."""
+    require(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool), "seed", cfg.seed,
+            "an integer")
+    require(isinstance(cfg.get("resume", False), bool), "resume", cfg.get("resume"),
+            "true or false")
+    trainer = cfg.trainer
+    require(isinstance(trainer.max_epochs, int) and trainer.max_epochs >= 1,
+            "trainer.max_epochs", trainer.max_epochs, "an integer of at least 1")
+    devices = trainer.get("devices", 1)
+    require(devices in ("auto", -1) or (isinstance(devices, int) and devices >= 1)
+            or (isinstance(devices, list | ListConfig) and len(devices) >= 1),
+            "trainer.devices", devices, "an integer of at least 1, -1 (all), auto or a list")
+    for key in ("num_nodes", "accumulate_grad_batches"):
+        value = trainer.get(key, 1)
+        require(isinstance(value, int) and value >= 1, f"trainer.{key}", value,
+                "an integer of at least 1")
+    require(cfg.monitor.mode in ("max", "min"), "monitor.mode", cfg.monitor.mode, "max or min")
+    threads = cfg.get("threads")
+    require(threads is None or (isinstance(threads, int) and threads >= 1), "threads", threads,
+            "null or an integer of at least 1")
+    check_model_fits_data(cfg)
+    check_optim_and_scheduler(cfg)
