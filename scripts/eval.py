@@ -7,7 +7,7 @@ hide_absent_gpus()  # before torch is imported: see dlfoundations/environment.py
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from dlfoundations.cli import run_job  # noqa: E402
+from dlfoundations.cli import run_app, run_job  # noqa: E402
 from dlfoundations.evaluate import evaluate  # noqa: E402
 
 
@@ -22,4 +22,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

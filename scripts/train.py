@@ -7,7 +7,7 @@ hide_absent_gpus()  # before torch is imported: see dlfoundations/environment.py
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from dlfoundations.cli import run_job  # noqa: E402
+from dlfoundations.cli import run_app, run_job  # noqa: E402
 from dlfoundations.train import train  # noqa: E402
 
 
@@ -21,4 +21,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

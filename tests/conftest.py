@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,31 @@ def compose_train(*overrides: str, hydra: bool = False) -> DictConfig:
     ``hydra`` node when asked)."""
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         return compose("train", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def missing_piece(reason: str) -> None:
+    """A piece of the machine a test needs is missing: under CI=true that fails the test,
+    elsewhere (a laptop without root, say) it skips it with the reason."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def mount() -> Iterator[Callable[..., Path]]:
+    """``mount(*options, target=path)``: a real mount (a small tmpfs, a read-only bind),
+    undone after the test. Needs root."""
+    mounted: list[Path] = []
+
+    def do_mount(*options: str, target: Path) -> Path:
+        target.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(["mount", *options, str(target)], capture_output=True, text=True)
+        if result.returncode:
+            missing_piece(f"`mount {' '.join(options)}` failed ({result.stderr.strip()}): this "
+                          "test needs root to mount a small tmpfs or a read-only folder")
+        mounted.append(target)
+        return target
+
+    yield do_mount
+    for target in reversed(mounted):
+        subprocess.run(["umount", str(target)], check=False)

@@ -1,9 +1,10 @@
-"""A test-only callback: the process sends itself a signal after a given training step."""
+"""Test-only callbacks: the process sends itself a signal at a chosen point of a run."""
 
 from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -22,3 +23,28 @@ class SignalAtStep(L.Callback):
         if not self.sent and trainer.global_step >= self.step:
             self.sent = True
             os.kill(os.getpid(), self.signum)
+
+
+class SignalAtHook(L.Callback):
+    """``os.kill(own pid, signal)`` at the first call of ``hook`` (``setup``,
+    ``on_validation_start``, ``on_test_start``, ...) in epoch ``epoch`` or later, outside the
+    sanity check; with ``once_file``, only if that file does not exist yet (it is created), so
+    that the same command run again to resume is not interrupted again."""
+
+    def __init__(self, hook: str, signal_name: str = "SIGINT", epoch: int = 0,
+                 once_file: str | None = None):
+        self.signum = signal.Signals[signal_name]
+        self.epoch = epoch
+        self.once_file = Path(once_file) if once_file else None
+        self.sent = False
+        setattr(self, hook, self._maybe_send)
+
+    def _maybe_send(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.sent or trainer.sanity_checking or trainer.current_epoch < self.epoch:
+            return
+        if self.once_file is not None:
+            if self.once_file.exists():
+                return
+            self.once_file.touch()
+        self.sent = True
+        os.kill(os.getpid(), self.signum)

@@ -29,6 +29,16 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
     (["model=mlp", "model.activation=gelu"], "model.activation='gelu' is not allowed"),
     (["model=lenet", "model.pool=median"], "model.pool='median' is not allowed"),
     (["+model.width=3"], "model.width is not an option of model"),
+    (["seed=abc"], "seed='abc' is not allowed: seed must be an integer"),
+    (["optim=sgd", "optim.momentum=-0.5"], "optim.momentum=-0.5 is not allowed"),
+    (["scheduler=exponential", "scheduler.gamma=-1"], "scheduler.gamma=-1 is not allowed"),
+    (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size=0 is not allowed"),
+    (["optim.lr=inf"], "optim.lr=inf is not allowed"),
+    (["optim.betas=[0.9,1.5]"], "optim.betas=[0.9, 1.5] is not allowed"),
+    (["optim=rmsprop", "optim.eps=0"], "optim.eps=0 is not allowed"),
+    (["optim=sgd", "+optim.foo=2"], "optim.foo is not an option of optim (torch.optim.SGD)"),
+    (["+foo=1"], "+foo=1 is not allowed: foo is not a key of this config"),
+    (["+monitor.foo=1"], "+monitor.foo=1 is not allowed"),
 ])
 def test_bad_values_fail_fast_in_one_sentence(overrides: list[str], message: str,
                                               tmp_path: Path) -> None:
@@ -36,7 +46,28 @@ def test_bad_values_fail_fast_in_one_sentence(overrides: list[str], message: str
     assert result.returncode == 2
     assert f"error: {message}" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
+    assert not (tmp_path / "checkpoints").exists()
+    assert not list(tmp_path.glob("events.out.tfevents.*"))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and message in metrics["reason"]
+
+
+@pytest.mark.parametrize("make", ["file", "inside_a_file", "read_only"])
+def test_an_output_folder_that_cannot_be_written_is_refused(make: str, tmp_path: Path,
+                                                           mount) -> None:
+    target = {"file": tmp_path / "taken", "inside_a_file": tmp_path / "taken" / "run",
+              "read_only": tmp_path / "ro" / "run"}[make]
+    (tmp_path / "taken").write_text("a file, not a folder\n")
+    if make == "read_only":
+        (tmp_path / "ro_source").mkdir()
+        mount("--bind", str(tmp_path / "ro_source"), target=tmp_path / "ro")
+        mount("-o", "remount,bind,ro", target=tmp_path / "ro")
+    result = run_script("train.py", f"hydra.run.dir={target}")
+    assert result.returncode == 2
+    assert (f"error: hydra.run.dir='{target}' is not allowed: hydra.run.dir must be a folder "
+            "this user can write to") in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "taken").read_text() == "a file, not a folder\n"
 
 
 @pytest.mark.parametrize(("overrides", "names"), [
@@ -47,7 +78,7 @@ def test_bad_values_fail_fast_in_one_sentence(overrides: list[str], message: str
 def test_unknown_keys_and_options_are_refused(overrides: list[str], names: list[str],
                                               tmp_path: Path) -> None:
     result = run_script("train.py", *overrides, f"hydra.run.dir={tmp_path}")
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert all(name in result.stderr for name in names)
     assert "Traceback" not in result.stderr
 
@@ -109,6 +140,51 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(
     assert all(torch.equal(final[name], reference[name]) for name in final)
 
 
+@pytest.mark.parametrize(("hook", "epoch", "signal_name"), [
+    ("setup", 0, "SIGTERM"),
+    ("on_validation_start", 1, "SIGINT"),
+    ("on_test_start", 0, "SIGINT"),
+])
+def test_a_signal_at_any_point_ends_interrupted_and_resume_finishes_the_run(
+    uninterrupted: Path, tmp_path: Path, hook: str, epoch: int, signal_name: str
+) -> None:
+    """Set-up, validation, testing: not only training steps. The same command with
+    resume=true then continues in the same folder to the uninterrupted result."""
+    run_dir = tmp_path / "run"
+    command = (*SHORT_MLP, f"hydra.run.dir={run_dir}",
+               "+callbacks.probe._target_=tests.signal_probe.SignalAtHook",
+               f"+callbacks.probe.hook={hook}", f"+callbacks.probe.epoch={epoch}",
+               f"+callbacks.probe.signal_name={signal_name}",
+               f"+callbacks.probe.once_file={tmp_path / 'sent'}")
+    result = run_script("train.py", *command)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert f"error: the run interrupted: {signal_name}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+
+    again = run_script("train.py", *command)
+    assert again.returncode == 2 and "already holds another run" in again.stderr
+
+    resumed = run_script("train.py", *command, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    expected = json.loads((uninterrupted / "metrics.json").read_text())
+    assert {k: metrics[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
+
+
+def test_resume_reports_a_finished_run_and_refuses_another_command(uninterrupted: Path
+                                                                   ) -> None:
+    before = (uninterrupted / "metrics.json").read_text()
+    result = run_script("train.py", *SHORT_MLP, f"hydra.run.dir={uninterrupted}", "resume=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "completed: test/acc" in result.stdout
+    assert (uninterrupted / "metrics.json").read_text() == before
+    other = run_script("train.py", *SHORT_MLP, "optim.lr=0.1", f"hydra.run.dir={uninterrupted}",
+                       "resume=true")
+    assert other.returncode == 2
+    assert "error: resume=true is not allowed here: the command gives optim.lr=0.1" in other.stderr
+
+
 def test_eval_reproduces_the_test_accuracy(uninterrupted: Path, tmp_path: Path) -> None:
     metrics = json.loads((uninterrupted / "metrics.json").read_text())
     result = run_script("eval.py", f"ckpt_path={metrics['best_checkpoint']}",
@@ -144,5 +220,6 @@ def test_a_run_never_writes_into_another_runs_folder(uninterrupted: Path) -> Non
     before = sorted(p.name for p in uninterrupted.rglob("*"))
     result = run_script("train.py", *SHORT_MLP, f"hydra.run.dir={uninterrupted}")
     assert result.returncode == 2
-    assert "it already holds another run (metrics.json, checkpoints, events.out" in result.stderr
+    assert "it already holds another run (.claim, metrics.json, checkpoints, events.out" \
+        in result.stderr
     assert sorted(p.name for p in uninterrupted.rglob("*")) == before

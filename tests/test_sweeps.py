@@ -78,6 +78,26 @@ def test_failed_and_diverged_jobs_do_not_stop_the_sweep(tmp_path: Path, raw_path
     assert list(status)[0] == "optim.lr=0.1"  # completed jobs first
 
 
+def test_ctrl_c_stops_the_whole_sweep_with_a_summary(tmp_path: Path, raw_paths: dict) -> None:
+    """Three jobs; SIGINT at step 2 of the second: it is saved as interrupted, the third never
+    starts, the summary covers what ran, exit status 3, no traceback."""
+    result = run_script("train.py", "-m", f"paths.output_root={tmp_path}", *TINY,
+                        "+callbacks.probe._target_=tests.signal_probe.SignalAtStep",
+                        "+callbacks.probe.step=100,2,100")
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "Sweep stopped by SIGINT; no further job starts" in result.stderr
+    (sweep_dir,) = (tmp_path / "multiruns").iterdir()
+    status = {row["job"]: row["status"] for row in summary_rows(sweep_dir)}
+    assert status == {"+callbacks.probe.step=100": "completed",
+                      "+callbacks.probe.step=2": "interrupted"}
+    (interrupted,) = sweep_dir.glob("*probe.step=2,*")
+    assert len(list(sweep_dir.glob("*probe.step=100,*"))) == 1  # the third job has no folder
+    assert (interrupted / "checkpoints" / "last.ckpt").is_file()
+    assert json.loads((interrupted / "metrics.json").read_text())["global_step"] == 2
+    assert (sweep_dir / "summary.md").is_file()
+
+
 def test_optuna_search_reports_the_best_parameters(tmp_path: Path, raw_paths: dict) -> None:
     sweep_dir, _ = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY)
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())

@@ -1,4 +1,10 @@
-"""What the command-line scripts share: bad input as one sentence, sweeps that keep going."""
+"""What the command-line scripts share: one sentence and a status for every fault.
+
+Exit statuses: 0 when the run completed, 2 for bad input (a config value, an unknown key, a
+file, a folder, a checkpoint: refused before training in one sentence), 3 when the run did
+not complete (diverged, interrupted, or a fault such as a full disk), 1 for a bug (with its
+traceback).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,44 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
 
+from dlfoundations import run_folder
 from dlfoundations.errors import UserError, first_line
-from dlfoundations.train import in_multirun, write_metrics
+from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
+from dlfoundations.report import write_summary
+from dlfoundations.train import in_multirun
 
 #: exit status of a run stopped by bad input, and of a run that did not complete
 EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
+
+_job_started = False  # set by run_job: whether Hydra got as far as running a job
+
+
+def run_app(app: Callable[[], Any]) -> None:
+    """Run a ``@hydra.main`` function as the scripts do.
+
+    SIGINT and SIGTERM are handled for the whole process (``dlfoundations.interrupts``). Hydra
+    exits with status 1 when it refuses the command line (an unknown key or option, a bad
+    override) before any job ran; that is bad input, so the exit status becomes 2. A signal
+    that arrived after the last job ended still makes the exit status 3.
+    """
+    INTERRUPTS.install()
+    try:
+        app()
+    except SystemExit as exit_:
+        if exit_.code == 1 and not _job_started:
+            sys.exit(EXIT_BAD_INPUT)
+        raise
+    if INTERRUPTS.received is not None:
+        print(f"error: {INTERRUPTS.signal_name()} arrived before the program ended.",
+              file=sys.stderr)
+        sys.exit(EXIT_NOT_COMPLETED)
 
 
 def as_user_error(err: BaseException | None) -> UserError | None:
@@ -36,38 +70,124 @@ def as_user_error(err: BaseException | None) -> UserError | None:
 
 
 def one_line(err: BaseException) -> str:
-    """An exception as one line: the user's sentence, or the type and first line."""
+    """An exception as one line: the user's sentence, the file a system error names, or the
+    type and first line."""
     user_error = as_user_error(err)
     if user_error is not None:
         return str(user_error)
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror} ({err.filename})" if err.filename else err.strerror
     return f"{type(err).__name__}: {first_line(err)}"
 
 
-def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
-    """Run one training job as the command line wants it.
+def check_added_keys(cfg: DictConfig) -> None:
+    """Refuse ``+key=value`` for a key nothing reads.
 
-    A single run stops on bad input with one sentence on stderr (exit status 2, no traceback
-    unless ``HYDRA_FULL_ERROR=1``) and exits with status 3 when it did not complete (e.g.
-    diverged). In a multirun a failing job writes ``metrics.json`` with ``status: failed``
-    and its one-line reason, and the sweep goes on.
+    An added key is read only where it lands inside a node with ``_target_`` (whose class
+    refuses arguments it does not take), e.g. ``+callbacks.probe._target_=...``; anywhere else
+    (``+foo=1``, ``+monitor.foo=1``) it would be silently ignored.
     """
-    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    if not HydraConfig.initialized():
+        return
+    groups = set(HydraConfig.get().runtime.choices)
+    for override in HydraConfig.get().overrides.task:
+        if not override.startswith("+"):
+            continue
+        key = override.lstrip("+").split("=", 1)[0]
+        if key in groups or "@" in key or "/" in key:
+            continue
+        parts = key.split(".")
+        nodes = [OmegaConf.select(cfg, ".".join(parts[:i])) for i in range(1, len(parts) + 1)]
+        if not any(isinstance(node, DictConfig) and "_target_" in node for node in nodes):
+            raise UserError(f"{override} is not allowed: {key} is not a key of this config and "
+                            "nothing would read it; see `--cfg job` for the keys there are.")
+
+
+def take_folder(cfg: DictConfig, run_dir: Path) -> bool:
+    """Claim ``run_dir`` for this run (rank 0 only; ``resume=true`` takes over an ended run's
+    claim) and write Hydra's record of the command into ``.hydra/``; True where this process
+    owns the folder."""
+    if rank_zero_only.rank != 0:
+        return False
+    ran_before = any((run_dir / name).exists()
+                     for name in (run_folder.CLAIM_FILE, *run_folder.RUN_FILES))
+    if cfg.get("resume") is True and ran_before:
+        run_folder.retake(run_dir)
+        return True
+    run_folder.claim(run_dir)
+    if HydraConfig.initialized():
+        record = run_dir / ".hydra"
+        record.mkdir(exist_ok=True)
+        run_folder.write_text(record / "overrides.yaml",
+                              OmegaConf.to_yaml(HydraConfig.get().overrides.task))
+        run_folder.write_text(record / "config.yaml", OmegaConf.to_yaml(cfg))
+    return True
+
+
+def stop_sweep() -> NoReturn:
+    """After a signal in a multirun: summarise the jobs that ran and exit with status 3."""
+    sweep_dir = Path(HydraConfig.get().sweep.dir)
+    with INTERRUPTS.shield():
+        summary = write_summary(sweep_dir)
+    print(f"\nSweep stopped by {INTERRUPTS.signal_name()}; no further job starts. Summary "
+          f"({sweep_dir}):\n\n{summary}", file=sys.stderr)
+    sys.exit(EXIT_NOT_COMPLETED)
+
+
+def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+    """Run one job as the command line wants it.
+
+    The job claims its folder, then runs ``task``. Any fault ends it with a status in its
+    ``metrics.json`` (where the folder is its own): ``failed`` with the one-line reason, or
+    ``interrupted``. A single run then exits with status 2 (bad input) or 3 (not completed);
+    in a multirun the sweep goes on, except after a signal, which stops the whole sweep.
+    Set ``HYDRA_FULL_ERROR=1`` for the traceback of a failure.
+    """
+    global _job_started
+    _job_started = True
+    run_dir = Path(cfg.paths.output_dir)
+    owner, bad_input = False, False
     try:
-        metrics = task(cfg)
+        with INTERRUPTS.run():
+            owner = take_folder(cfg, run_dir)
+            check_added_keys(cfg)
+            metrics = task(cfg)
     except Exception as err:
-        if in_multirun() and not full_error:
-            metrics = {"status": "failed", "reason": one_line(err)}
-            run_dir = Path(cfg.paths.output_dir)
-            if not (run_dir / "metrics.json").exists():  # never over another run's results
-                run_dir.mkdir(parents=True, exist_ok=True)
-                write_metrics(run_dir, metrics)
-            print(f"job failed: {metrics['reason']}", file=sys.stderr)
-            return metrics
-        if as_user_error(err) is None or full_error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"error: {one_line(err)}", file=sys.stderr)
+        interrupted = isinstance(err, RunInterrupted)
+        bad_input = as_user_error(err) is not None
+        metrics = {"status": "interrupted" if interrupted else "failed", "reason": one_line(err)}
+        if owner:
+            record_failure(run_dir, metrics)
+        if not (interrupted or bad_input or isinstance(err, OSError) or in_multirun()):
+            raise  # a bug: Hydra prints the traceback, exit status 1
+    if INTERRUPTS.received is not None and metrics.get("status") == "completed":
+        metrics = {**metrics, "status": "interrupted", "reason": f"{INTERRUPTS.signal_name()} "
+                   "arrived while the results were written; they are complete"}
+        if owner:
+            record_failure(run_dir, metrics)
+    status = metrics.get("status", "completed")
+    if in_multirun():
+        if status != "completed":
+            print(f"job {status}: {metrics.get('reason')}", file=sys.stderr)
+        if status == "interrupted":
+            stop_sweep()
+        return metrics
+    if bad_input:
+        print(f"error: {metrics['reason']}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    if metrics.get("status", "completed") != "completed" and not in_multirun():
-        print(f"error: the run {metrics['status']}: {metrics['reason']}", file=sys.stderr)
+    if status != "completed":
+        print(f"error: the run {status}: {metrics.get('reason')}", file=sys.stderr)
         sys.exit(EXIT_NOT_COMPLETED)
     return metrics
+
+
+def record_failure(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """Write a failure status to ``metrics.json``, unless the disk refuses even that."""
+    try:
+        with INTERRUPTS.shield():
+            run_folder.write_metrics(run_dir, {**(run_folder.read_metrics(run_dir) or {}),
+                                               **metrics})
+    except OSError as err:
+        print(f"warning: metrics.json could not be written ({one_line(err)})", file=sys.stderr)

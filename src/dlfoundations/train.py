@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,69 +10,29 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.callbacks import (
     DivergenceGuard,
     GracefulInterrupt,
     TrainingDiverged,
-    TrainingInterrupted,
     ValidationHistory,
 )
 from dlfoundations.callbacks.step_hooks import skip_unused_step_hooks
-from dlfoundations.checkpoints import check_matches, read_checkpoint
+from dlfoundations.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
+from dlfoundations.checks import check_run_config
 from dlfoundations.errors import UserError, require
-from dlfoundations.optim import scaled_lr
+from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
+from dlfoundations.optim import RUN_OPTIM_KEYS, scaled_lr
 from dlfoundations.profiler import NullProfiler
+from dlfoundations.run_folder import read_metrics, write_metrics, write_text
 from dlfoundations.tensorboard_logger import RunTensorBoardLogger
 
-#: Keys of the ``optim`` group that belong to the run, not to the torch optimizer.
-RUN_OPTIM_KEYS = ("base_batch_size", "lr_scaling")
-
-
-def check_model_fits_data(cfg: DictConfig) -> None:
-    """A classifier needs image data and linear regression synthetic data."""
-    model_cls, data_cls = get_class(cfg.model._target_), get_class(cfg.data._target_)
-    if model_cls.task != data_cls.task:
-        raise UserError(
-            f"model {model_cls.__name__} learns {model_cls.task} but data "
-            f"{data_cls.__name__} holds {data_cls.task} data: use data=synthetic_linear "
-            "with model=linreg and data=fashion_mnist with the classifiers."
-        )
-
-
-def check_run_config(cfg: DictConfig) -> None:
-    """The run-level keys a typo would break late: checked before anything is built."""
-    trainer = cfg.trainer
-    require(isinstance(trainer.max_epochs, int) and trainer.max_epochs >= 1,
-            "trainer.max_epochs", trainer.max_epochs, "an integer of at least 1")
-    devices = trainer.get("devices", 1)
-    require(devices in ("auto", -1) or (isinstance(devices, int) and devices >= 1)
-            or (isinstance(devices, list | ListConfig) and len(devices) >= 1),
-            "trainer.devices", devices, "an integer of at least 1, -1 (all), auto or a list")
-    for key in ("num_nodes", "accumulate_grad_batches"):
-        value = trainer.get(key, 1)
-        require(isinstance(value, int) and value >= 1, f"trainer.{key}", value,
-                "an integer of at least 1")
-    require(cfg.monitor.mode in ("max", "min"), "monitor.mode", cfg.monitor.mode, "max or min")
-    threads = cfg.get("threads")
-    require(threads is None or (isinstance(threads, int) and threads >= 1), "threads", threads,
-            "null or an integer of at least 1")
-
-
-def check_run_dir_is_new(run_dir: Path) -> None:
-    """Refuse to train into a folder that already holds another run's results."""
-    taken = [p.name for p in (run_dir / "metrics.json", run_dir / "checkpoints") if p.exists()]
-    taken += [p.name for p in run_dir.glob("events.out.tfevents.*")][:1]
-    if taken:
-        raise UserError(
-            f"paths.output_dir={str(run_dir)!r} is not allowed: it already holds another run "
-            f"({', '.join(taken)}); give a new hydra.run.dir (or hydra.sweep.dir), or resume "
-            "into a new folder with ckpt_path=<run>/checkpoints/last.ckpt."
-        )
+#: statuses of a run that ``resume=true`` reports as they are, without training again
+FINISHED = ("completed", "diverged", "failed")
 
 
 def in_multirun() -> bool:
@@ -100,11 +59,12 @@ def check_processes_are_safe(trainer: L.Trainer) -> None:
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the loggers and callbacks of their groups, the
-    guards every run has, and ``NullProfiler`` unless ``trainer.profiler`` names one; each
-    callback's unused per-step hooks are skipped."""
+    guards every run has, checkpoints read and written by ``SafeCheckpointIO``, and
+    ``NullProfiler`` unless ``trainer.profiler`` names one; each callback's unused per-step
+    hooks are skipped."""
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
-    trainer = instantiate(cfg.trainer, logger=loggers or False,
+    trainer = instantiate(cfg.trainer, logger=loggers or False, plugins=[SafeCheckpointIO()],
                           profiler=cfg.trainer.get("profiler") or NullProfiler(),
                           callbacks=[*callbacks, *extra_callbacks, DivergenceGuard(),
                                      GracefulInterrupt()])
@@ -127,16 +87,61 @@ def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningMod
     return model, lr
 
 
+def resume_point(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """With ``resume=true``: the metrics of a run that already finished in ``run_dir`` (it is
+    reported, not trained again), or the checkpoint to continue from (None: start afresh).
+
+    The command must compose the config the run was started with (``resume`` and
+    ``ckpt_path`` aside); a different one is refused, naming the first key that differs.
+    """
+    if not cfg.get("resume"):
+        return None, cfg.get("ckpt_path")
+    require(not cfg.get("ckpt_path"), "ckpt_path", cfg.get("ckpt_path"),
+            "null with resume=true (the run continues from its own last.ckpt)")
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        ignored = ("resume", "ckpt_path")
+        before = {k: v for k, v in OmegaConf.to_container(OmegaConf.load(saved)).items()
+                  if k not in ignored}
+        now = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
+               if k not in ignored}
+        if before != now:
+            key = first_difference(before, now)
+            raise UserError(
+                f"resume=true is not allowed here: the command gives {key}="
+                f"{OmegaConf.select(OmegaConf.create(now), key)!r} where the run in "
+                f"{run_dir} has {OmegaConf.select(OmegaConf.create(before), key)!r}; resume it "
+                "with the command that started it."
+            )
+    metrics = read_metrics(run_dir)
+    if metrics and metrics.get("status") in FINISHED:
+        return metrics, None
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return None, str(last) if last.is_file() else None
+
+
+def first_difference(before: Any, now: Any, prefix: str = "") -> str:
+    """The dotted key of the first value that differs between two nested dicts."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        for key in [*before, *(k for k in now if k not in before)]:
+            if before.get(key) != now.get(key):
+                return first_difference(before.get(key), now.get(key), f"{prefix}{key}.")
+    return prefix.rstrip(".")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``.
 
     Returns the metrics with ``status``: ``completed``, or ``diverged`` / ``interrupted`` (with
-    ``reason``) when the training loss stopped being finite or a signal stopped the run.
+    ``reason``) when the training loss stopped being finite or a signal stopped the run. With
+    ``resume=true`` a run continues in its own folder from ``last.ckpt`` (``resume_point``).
     """
     started = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
     check_run_config(cfg)
-    check_model_fits_data(cfg)
+    finished, ckpt_path = resume_point(cfg, run_dir)
+    if finished is not None:
+        return finished
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
@@ -144,24 +149,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     history = ValidationHistory()
     trainer = build_trainer(cfg, history)
     check_processes_are_safe(trainer)
-    if trainer.is_global_zero:
-        check_run_dir_is_new(run_dir)
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
-    if cfg.get("ckpt_path"):
-        check_matches(model, read_checkpoint(cfg.ckpt_path), cfg.ckpt_path)
+    if ckpt_path:
+        check_matches(model, read_checkpoint(ckpt_path), ckpt_path)
     if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     facts = {"lr": lr, "lr_base": float(cfg.optim.lr), "batch_size": datamodule.batch_size,
              "global_batch_size": global_batch_size}
 
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    except (TrainingDiverged, TrainingInterrupted) as err:
-        status = "diverged" if isinstance(err, TrainingDiverged) else "interrupted"
-        metrics = {**history.last(), **facts, "status": status, "reason": str(err)}
-    else:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         val = history.best(cfg.monitor.metric, cfg.monitor.mode)
         test = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
@@ -169,12 +167,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics = {**val, **{key: float(value) for key, value in test.items()}, **model.report(),
                    **facts, "best_epoch": val.get("epoch"), "best_checkpoint": best,
                    "status": "completed"}
+    except (TrainingDiverged, RunInterrupted) as err:
+        status = "diverged" if isinstance(err, TrainingDiverged) else "interrupted"
+        metrics = {**history.last(), **facts, "status": status, "reason": str(err)}
     metrics.pop("epoch", None)
     metrics.update(epochs=trainer.current_epoch, global_step=trainer.global_step,
                    wall_time_s=round(time.perf_counter() - started, 3))
     if trainer.is_global_zero:
-        write_metrics(run_dir, metrics)
-        log_final(trainer, hyperparameters(cfg, lr, global_batch_size), metrics)
+        with INTERRUPTS.shield():
+            write_metrics(run_dir, metrics)
+            log_final(trainer, hyperparameters(cfg, lr, global_batch_size), metrics)
     return metrics
 
 
@@ -203,10 +205,3 @@ def hyperparameters(cfg: DictConfig, lr: float, global_batch_size: int) -> dict[
     }
     params.update({"lr_eff": lr, "global_batch_size": global_batch_size, "seed": cfg.seed})
     return params
-
-
-def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
-    """Write the run's final numbers as one flat JSON object."""
-    path = run_dir / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    return path
