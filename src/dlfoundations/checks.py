@@ -18,6 +18,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlfoundations.errors import UserError, require
+from dlfoundations.models.base import GRADIENTS
 from dlfoundations.optim import RUN_OPTIM_KEYS, scaled_lr
 
 Rule = tuple[Callable[[Any], bool], str]
@@ -102,8 +103,19 @@ def check_optim_and_scheduler(cfg: DictConfig) -> None:
 
 
 def check_model_fits_data(cfg: DictConfig) -> None:
-    """A classifier needs image data and linear regression synthetic data."""
+    """A classifier needs image data, logistic regression two of its classes, linear
+    regression synthetic data; hand-derived gradients exist for some models only."""
     model_cls, data_cls = get_class(cfg.model._target_), get_class(cfg.data._target_)
+    if data_cls.task == "classification" and cfg.data.get("classes") is not None:
+        if model_cls.task != "two-class classification":
+            raise UserError(
+                f"data.classes={OmegaConf.to_container(cfg.data.classes)} is not allowed with "
+                f"model {model_cls.__name__}: data.classes must be null for the ten-class "
+                "models (two classes are for model=logreg).")
+        return
+    if model_cls.task == "two-class classification" and data_cls.task == "classification":
+        raise UserError(f"model {model_cls.__name__} needs two classes: set data.classes=[a,b]"
+                        " (e.g. [0,6], T-shirt/top against Shirt).")
     if model_cls.task != data_cls.task:
         raise UserError(
             f"model {model_cls.__name__} learns {model_cls.task} but data "
@@ -118,6 +130,18 @@ def check_run_config(cfg: DictConfig) -> None:
             "an integer")
     require(isinstance(cfg.get("resume", False), bool), "resume", cfg.get("resume"),
             "true or false")
+    gradients = cfg.get("gradients", "autograd")
+    require(gradients in GRADIENTS, "gradients", gradients, "autograd or manual")
+    if gradients == "manual":
+        model_cls = get_class(cfg.model._target_)
+        require(model_cls.has_manual_gradients, "gradients", gradients,
+                f"autograd for {model_cls.__name__}: gradients by hand are derived for linreg, "
+                "softmax and logreg")
+        for key, plain in (("accumulate_grad_batches", 1), ("gradient_clip_val", None)):
+            value = cfg.trainer.get(key, plain)
+            require(value == plain, f"trainer.{key}", value,
+                    f"{plain if plain is not None else 'null'} with gradients=manual (the "
+                    "hand-derived step applies each batch's gradient as it is)")
     trainer = cfg.trainer
     require(isinstance(trainer.max_epochs, int) and trainer.max_epochs >= 1,
             "trainer.max_epochs", trainer.max_epochs, "an integer of at least 1")

@@ -1,4 +1,5 @@
-"""What every model of the lab shares: its optimizer and scheduler come from the run."""
+"""What every model of the lab shares: its optimizer and scheduler come from the run, and
+its gradients from autograd or, for the models whose derivatives the notes derive, by hand."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Any
 import lightning as L
 import torch
 
+from dlfoundations.errors import require
 from dlfoundations.optim import OptimizerFactory, weight_decay_groups
 
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+#: where the gradients come from: torch's autograd, or the derived formulas
+GRADIENTS = ("autograd", "manual")
 
 
 class LabModule(L.LightningModule):
@@ -19,16 +23,50 @@ class LabModule(L.LightningModule):
     They are not hyperparameters (subclasses call ``save_hyperparameters(ignore=...)``), so a
     checkpoint holds only plain Python values and loads with ``torch.load(weights_only=True)``.
     The scheduler steps once per epoch.
+
+    With ``gradients="manual"`` a model that implements ``loss_and_gradients`` trains under
+    Lightning's manual optimization: each step computes dL/dW and dL/db from the derived
+    formulas, with no autograd graph, and hands them to the optimizer (``manual_step``).
     """
 
     #: what kind of data the model learns from, checked against the DataModule's
     task: str = ""
+    #: whether ``loss_and_gradients`` is implemented (``gradients=manual``)
+    has_manual_gradients: bool = False
 
     def __init__(self, optimizer: OptimizerFactory | None = None,
-                 scheduler: SchedulerFactory | None = None):
+                 scheduler: SchedulerFactory | None = None, gradients: str = "autograd"):
         super().__init__()
+        require(gradients in GRADIENTS, "gradients", gradients, "autograd or manual")
+        require(gradients == "autograd" or self.has_manual_gradients, "gradients", gradients,
+                f"autograd for {type(self).__name__}: gradients by hand are derived for "
+                "linreg, softmax and logreg")
         self.optimizer = optimizer
         self.scheduler = scheduler
+        self.automatic_optimization = gradients == "autograd"
+
+    def loss_and_gradients(self, x: torch.Tensor, y: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor, dict[torch.nn.Parameter,
+                                                                       torch.Tensor]]:
+        """The model's output, the loss and dL/dp for each parameter p, by the derived
+        formulas (models with ``has_manual_gradients``)."""
+        raise NotImplementedError
+
+    def manual_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step on hand-derived gradients: no autograd graph is built; the
+        optimizer steps on ``loss_and_gradients``; the scheduler steps after an epoch's last
+        batch, as Lightning does for automatic optimization. Returns output and loss."""
+        with torch.no_grad():
+            output, loss, gradients = self.loss_and_gradients(x, y)
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        for param, gradient in gradients.items():
+            param.grad = gradient
+        optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None and self.trainer.is_last_batch:
+            scheduler.step()
+        return output, loss
 
     def configure_optimizers(self) -> Any:
         if self.optimizer is None:

@@ -28,8 +28,8 @@ class Classifier(LabModule):
     net: nn.Module
 
     def __init__(self, num_classes: int = 10, optimizer: OptimizerFactory | None = None,
-                 scheduler: SchedulerFactory | None = None):
-        super().__init__(optimizer, scheduler)
+                 scheduler: SchedulerFactory | None = None, gradients: str = "autograd"):
+        super().__init__(optimizer, scheduler, gradients)
         self.num_classes = num_classes
         # sum of losses and of correct predictions over the current training epoch
         self.register_buffer("train_sums", torch.zeros(2), persistent=False)
@@ -48,8 +48,11 @@ class Classifier(LabModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        if self.automatic_optimization:
+            logits = self(x)
+            loss = F.cross_entropy(logits, y)
+        else:
+            logits, loss = self.manual_step(x, y)
         with torch.no_grad():
             correct = (logits.argmax(dim=1) == y).sum()
             self.train_sums.add_(torch.stack((loss * len(y), correct)))

@@ -22,12 +22,13 @@ class LinearRegression(LabModule):
     """
 
     task = "regression"
+    has_manual_gradients = True
 
     def __init__(self, true_w: Sequence[float] = (2.0, -3.4), true_b: float = 4.2,
                  init: dict[str, Any] | None = None,
                  optimizer: OptimizerFactory | None = None,
-                 scheduler: SchedulerFactory | None = None):
-        super().__init__(optimizer, scheduler)
+                 scheduler: SchedulerFactory | None = None, gradients: str = "autograd"):
+        super().__init__(optimizer, scheduler, gradients)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.net = nn.Linear(len(true_w), 1)
         initialise(self.net, **(init or {}))
@@ -46,14 +47,27 @@ class LinearRegression(LabModule):
         return {"w_error": torch.linalg.vector_norm(w - self.true_w),
                 "b_error": (b - self.true_b).abs()}
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        x, y = batch
-        loss = F.mse_loss(self(x), y)
+    def loss_and_gradients(self, x: torch.Tensor, y: torch.Tensor):
+        """y_hat = X w + b, L = (1/n) ||y_hat - y||^2 (no 1/2 in front, so a factor 2 below):
+        dL/dw = (2/n) X^T (y_hat - y), dL/db = (2/n) sum_i (y_hat_i - y_i)."""
+        y_hat = x @ self.net.weight[0] + self.net.bias
+        residual = y_hat - y
+        return y_hat, residual.square().mean(), {
+            self.net.weight: (2 / len(y) * residual @ x).unsqueeze(0),
+            self.net.bias: (2 / len(y) * residual.sum()).unsqueeze(0)}
+
+    def _log_loss(self, loss: torch.Tensor, stage: str) -> torch.Tensor:
         self.log(f"{stage}/mse", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        return self._log_loss(F.mse_loss(self(x), y), stage)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
-        return self._step(batch, "train")
+        if self.automatic_optimization:
+            return self._step(batch, "train")
+        return self._log_loss(self.manual_step(*batch)[1], "train")
 
     def on_train_epoch_end(self) -> None:
         w, b = self.learned()
