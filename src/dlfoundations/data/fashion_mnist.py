@@ -32,6 +32,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
     The validation set is the first ``val_size`` images of a seeded permutation, or, with
     ``num_folds`` = K, fold ``fold`` of K equal parts of it (K-fold cross-validation).
     ``train_subset`` keeps only that many training images (to study overfitting).
+    ``classes`` = [a, b] keeps only the images of those two classes in every split, labelled
+    0 (a) and 1 (b): the two-class problem of logistic regression.
 
     Each split lives in memory as uint8; batches are normalised with the training split's
     pixel mean and standard deviation. With ``on_device`` (and no workers) the splits are moved
@@ -54,6 +56,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         on_device: bool = True,
         download: bool = True,
         system_dirs: Sequence[str] = raw_files.SYSTEM_DIRS,
+        classes: Sequence[int] | None = None,
     ):
         super().__init__()
         require(isinstance(batch_size, int) and batch_size >= 1,
@@ -73,6 +76,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
             require(isinstance(train_subset, int) and 1 <= train_subset <= TRAIN_SIZE - held_out,
                     "data.train_subset", train_subset,
                     f"null or an integer from 1 to {TRAIN_SIZE - held_out} (the training split)")
+        if classes is not None:
+            classes = list(classes)
+            require(len(classes) == 2 and len(set(classes)) == 2
+                    and all(isinstance(c, int) and 0 <= c < len(CLASS_NAMES) for c in classes),
+                    "data.classes", classes, "null or two different class numbers from 0 to 9 ("
+                    + ", ".join(f"{i} {name}" for i, name in enumerate(CLASS_NAMES)) + ")")
         self.save_hyperparameters(logger=False)  # the run logs all hyperparameters once
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
@@ -86,6 +95,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.on_device = on_device
         self.download = download
         self.system_dirs = tuple(system_dirs)
+        self.classes = classes
         self.splits: dict[str, InMemoryImages] = {}
         self.train_indices = self.val_indices = torch.empty(0, dtype=torch.long)
         self.mean = self.std = float("nan")
@@ -130,7 +140,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
         return train, val
 
     def _split(self, images: torch.Tensor, labels: torch.Tensor) -> InMemoryImages:
-        return InMemoryImages(images.contiguous(), labels.long(), self.mean, self.std)
+        """The split as normalised batches; with ``classes``, only those classes, as 0 and 1."""
+        labels = labels.long()
+        if self.classes is not None:
+            keep = torch.isin(labels, torch.tensor(self.classes))
+            images, labels = images[keep], (labels[keep] == self.classes[1]).long()
+        return InMemoryImages(images.contiguous(), labels, self.mean, self.std)
 
     def _device(self) -> torch.device | None:
         """The accelerator to hold the data on, or None to keep it in host memory."""
