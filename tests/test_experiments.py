@@ -14,8 +14,9 @@ TINY = ("trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_
         "trainer.limit_test_batches=1")
 
 
-def test_the_eight_presets_exist() -> None:
-    assert PRESETS == ["batch_size_scaling", "initialisers", "kfold", "lenet_activations",
+def test_the_nine_presets_exist() -> None:
+    assert PRESETS == ["batch_size_scaling", "from_scratch", "initialisers", "kfold",
+                       "lenet_activations",
                        "linreg_recovery", "lr_decay", "optimizers", "overfitting"]
 
 

@@ -29,6 +29,11 @@ from dlfoundations.train import in_multirun
 #: exit status of a run stopped by bad input, and of a run that did not complete
 EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
 
+# ${path_safe:...} in conf/train.yaml: a job folder named by its overrides stays one folder
+# when a value holds a slash (optim=scratch/adam -> optim=scratch-adam).
+OmegaConf.register_new_resolver("path_safe", lambda text: str(text).replace("/", "-"),
+                                replace=True)
+
 _job_started = False  # set by run_job: whether Hydra got as far as running a job
 
 

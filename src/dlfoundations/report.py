@@ -12,6 +12,7 @@ import csv
 import json
 import logging
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ DEFAULT_REPORT: dict[str, Any] = {
     "figures": [{"name": "curves", "tags": ["val/loss", "val/acc"], "x": "epoch"}],
     "columns": [], "epoch_table": [],
 }
+#: panels of a figure side by side before it wraps into another row
+PANELS_PER_ROW = 3
 #: a scalar curve: (step, value) points
 Curve = list[tuple[int, float]]
 
@@ -168,15 +171,27 @@ def smoothed(values: list[float], factor: float) -> list[float]:
     return out
 
 
+def panel_value(job: Job, key: str, pattern: str | None) -> str | None:
+    """The value of override ``key`` in ``job`` (the first group of ``pattern`` if given)."""
+    for override in job.overrides:
+        if override.startswith(f"{key}="):
+            value = override.split("=", 1)[1]
+            match = re.fullmatch(pattern, value) if pattern else None
+            return f"{key}={match[1] if match else value}"
+    return None
+
+
 def panels(jobs: list[Job], figure: dict[str, Any]) -> list[tuple[str, str, list[Job]]]:
-    """(tag, title, jobs) per panel: one per tag, or per tag and value of ``panels_by``."""
+    """(tag, title, jobs) per panel: one per tag, or per tag and value of ``panels_by``
+    (values mapped through the regular expression ``panel_of`` when given, e.g.
+    ``(?:scratch/)?(.+)`` puts ``optim=adam`` and ``optim=scratch/adam`` in one panel)."""
     tags = [tag for tag in figure["tags"] if any(tag in job.curves for job in jobs)]
     key = figure.get("panels_by")
     if not key:
         return [(tag, tag, jobs) for tag in tags]
-    values = list(dict.fromkeys(
-        o for job in jobs for o in job.overrides if o.startswith(f"{key}=")))
-    return [(tag, f"{tag}, {value}", [job for job in jobs if value in job.overrides])
+    by_job = {id(job): panel_value(job, key, figure.get("panel_of")) for job in jobs}
+    values = [value for value in dict.fromkeys(by_job.values()) if value]
+    return [(tag, f"{tag}, {value}", [job for job in jobs if by_job[id(job)] == value])
             for tag in tags for value in values]
 
 
@@ -184,19 +199,28 @@ def plot(jobs: list[Job], figure: dict[str, Any], path: Path) -> None:
     """One panel per tag (and ``panels_by`` value), one line per job.
 
     Figure keys: ``tags``; ``x``: epoch, step or samples (step x global batch size);
-    ``smooth``: EMA factor; ``log_y``; ``panels_by``: an override key.
+    ``smooth``: EMA factor; ``log_y``; ``panels_by``: an override key, ``panel_of``: a
+    regular expression for its values (``panels``); ``dashes``: a different line style for
+    each line of a panel, so that lines drawn on top of each other stay visible.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     layout = panels(jobs, figure)
     x_axis, key = figure.get("x", "epoch"), figure.get("panels_by")
     count = max(len(layout), 1)
-    fig, axes = plt.subplots(1, count, figsize=(6 * count, 4.8), squeeze=False)
-    for ax, (tag, title, members) in zip(axes[0], layout, strict=False):
-        for job in members:
+    columns = min(count, PANELS_PER_ROW)
+    rows = math.ceil(count / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.8 * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    styles = [("-", 3.0), ("--", 2.2), (":", 2.2), ("-.", 1.2)] if figure.get("dashes") \
+        else [("-", None)]
+    for ax, (tag, title, members) in zip(axes.flat, layout, strict=False):
+        for index, job in enumerate(members):
             points = job.curves.get(tag, [])
             if not points:
                 continue
@@ -206,9 +230,14 @@ def plot(jobs: list[Job], figure: dict[str, Any], path: Path) -> None:
                 scale = job.metrics.get("global_batch_size", 1) if x_axis == "samples" else 1
                 xs = [step * scale for step, _ in points]
             ys = smoothed([value for _, value in points], figure.get("smooth", 0.0))
-            label = ",".join(o for o in job.name.split(",") if not (key and o.startswith(key)))
-            ax.plot(xs, ys, marker="." if len(xs) < 60 else None, label=label or job.name)
+            label = ",".join(o for o in job.name.split(",")
+                             if not (key and not figure.get("panel_of") and o.startswith(key)))
+            style, width = styles[index % len(styles)]
+            ax.plot(xs, ys, marker="." if len(xs) < 60 else None, label=label or job.name,
+                    linestyle=style, linewidth=width)
         ax.set(title=title, xlabel=x_axis, ylabel=tag)
+        if x_axis == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if figure.get("log_y"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
