@@ -62,7 +62,8 @@ def test_bad_batch_size_fails_before_training_in_one_sentence(tmp_path: Path) ->
 def test_bad_learning_rate_names_the_key(tmp_path: Path) -> None:
     result = run_script("train.py", "optim.lr=-0.1", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
-    assert "error: optim.lr=-0.1 is not allowed: optim.lr must be a finite number above 0" in result.stderr
+    assert ("error: optim.lr=-0.1 is not allowed: optim.lr must be a finite number above 0"
+            in result.stderr)
     assert "Traceback" not in result.stderr
 
 
