@@ -41,6 +41,7 @@ def test_preset_runs_and_leaves_its_summary_and_figures(preset: str, tmp_path: P
         rows = list(csv.DictReader(handle))
     assert rows and all(row["status"] in ("completed", "diverged") for row in rows)
     assert "Sweep summary" in result.stdout
+    assert "More than 20 figures have been opened" not in result.stderr  # 24 jobs in from_scratch
     if preset == "initialisers":  # zero init: every hidden unit stays identical
         spread = {row["job"]: float(row["hidden_unit_spread"]) for row in rows}
         assert len(spread) == 8

@@ -49,8 +49,10 @@ class TestImages(L.Callback):
         for writer in writers:
             for tag, figure in figures.items():
                 writer.add_figure(tag, figure, global_step=trainer.global_step, close=False)
+        import matplotlib.pyplot as plt
+
         for figure in figures.values():
-            figure.clf()
+            plt.close(figure)  # pyplot keeps every figure it made until closed
 
 
 def confusion_figure(confusion: torch.Tensor) -> Any:
