@@ -10,19 +10,31 @@ from typing import Any
 import lightning as L
 
 
-class SignalAtStep(L.Callback):
-    """``os.kill(own pid, signal)`` once ``trainer.global_step`` reaches ``step``."""
+def send_once(signum: int, once_file: Path | None) -> bool:
+    """Signal this process, unless ``once_file`` exists (then nothing; else it is created)."""
+    if once_file is not None:
+        if once_file.exists():
+            return False
+        once_file.touch()
+    os.kill(os.getpid(), signum)
+    return True
 
-    def __init__(self, step: int, signal_name: str = "SIGINT"):
+
+class SignalAtStep(L.Callback):
+    """``os.kill(own pid, signal)`` once ``trainer.global_step`` reaches ``step`` (with
+    ``once_file``: only the first time, across processes; see ``SignalAtHook``)."""
+
+    def __init__(self, step: int, signal_name: str = "SIGINT", once_file: str | None = None):
         self.step = step
         self.signum = signal.Signals[signal_name]
+        self.once_file = Path(once_file) if once_file else None
         self.sent = False
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self.sent and trainer.global_step >= self.step:
             self.sent = True
-            os.kill(os.getpid(), self.signum)
+            send_once(self.signum, self.once_file)
 
 
 class SignalAtHook(L.Callback):
@@ -42,9 +54,5 @@ class SignalAtHook(L.Callback):
     def _maybe_send(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         if self.sent or trainer.sanity_checking or trainer.current_epoch < self.epoch:
             return
-        if self.once_file is not None:
-            if self.once_file.exists():
-                return
-            self.once_file.touch()
         self.sent = True
-        os.kill(os.getpid(), self.signum)
+        send_once(self.signum, self.once_file)

@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from dlfoundations.optim import scaled_lr
 from tests.conftest import compose_train, run_script
 
+COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_step", "lr")
 TINY = ("trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=2")
 
@@ -96,6 +97,40 @@ def test_ctrl_c_stops_the_whole_sweep_with_a_summary(tmp_path: Path, raw_paths: 
     assert (interrupted / "checkpoints" / "last.ckpt").is_file()
     assert json.loads((interrupted / "metrics.json").read_text())["global_step"] == 2
     assert (sweep_dir / "summary.md").is_file()
+
+
+def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path: Path,
+                                                                 raw_paths: dict) -> None:
+    """Three jobs, the second stopped by SIGINT at step 2. The same command with resume=true:
+    the completed job is reported, not retrained; the interrupted one continues from its
+    last.ckpt; the third runs. Every job then equals a sweep that was never interrupted."""
+    probe = ("+callbacks.probe._target_=tests.signal_probe.SignalAtStep",
+             "+callbacks.probe.step=100,2,99", f"+callbacks.probe.once_file={tmp_path / 'sent'}",
+             "hydra.sweep.subdir=${hydra.job.num}")  # job folders 0, 1, 2: short names
+    first = tmp_path / "sweep"
+    command = ("train.py", "-m", *TINY, *probe, f"hydra.sweep.dir={first}")
+    assert run_script(*command).returncode == 3
+    assert sorted(p.name for p in first.iterdir() if p.is_dir()) == ["0", "1"]
+    completed = first / "0"
+    before = {p.name: p.stat().st_mtime_ns for p in completed.iterdir() if p.is_file()}
+
+    other = run_script("train.py", "-m", *TINY, *probe, "optim=sgd", f"hydra.sweep.dir={first}",
+                       "resume=true")
+    assert other.returncode == 2 and "resume=true is not allowed here" in other.stderr
+
+    resumed = run_script(*command, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in completed.iterdir() if p.is_file()} == before
+    rows = summary_rows(first)
+    assert len(rows) == 3 and all(row["status"] == "completed" for row in rows)
+
+    reference = tmp_path / "reference"
+    assert run_script("train.py", "-m", *TINY, *probe, f"hydra.sweep.dir={reference}"
+                      ).returncode == 0
+    for job in (reference / name for name in ("0", "1", "2")):
+        expected = json.loads((job / "metrics.json").read_text())
+        got = json.loads((first / job.name / "metrics.json").read_text())
+        assert {k: got[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}, job.name
 
 
 def test_optuna_search_reports_the_best_parameters(tmp_path: Path, raw_paths: dict) -> None:

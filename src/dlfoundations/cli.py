@@ -24,7 +24,7 @@ from dlfoundations import run_folder
 from dlfoundations.errors import UserError, first_line
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.report import write_summary
-from dlfoundations.train import in_multirun
+from dlfoundations.train import FINISHED, in_multirun
 
 #: exit status of a run stopped by bad input, and of a run that did not complete
 EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
@@ -109,14 +109,16 @@ def check_added_keys(cfg: DictConfig) -> None:
 
 
 def take_folder(cfg: DictConfig, run_dir: Path) -> bool:
-    """Claim ``run_dir`` for this run (rank 0 only; ``resume=true`` takes over an ended run's
-    claim) and write Hydra's record of the command into ``.hydra/``; True where this process
-    owns the folder."""
+    """Claim ``run_dir`` for this run (rank 0 only; ``resume=true`` takes over the claim of a
+    run that stopped, and leaves a finished run's folder as it is, to be read) and write
+    Hydra's record of the command into ``.hydra/``; True where this process owns the folder."""
     if rank_zero_only.rank != 0:
         return False
     ran_before = any((run_dir / name).exists()
                      for name in (run_folder.CLAIM_FILE, *run_folder.RUN_FILES))
     if cfg.get("resume") is True and ran_before:
+        if (run_folder.read_metrics(run_dir) or {}).get("status") in FINISHED:
+            return False
         run_folder.retake(run_dir)
         return True
     run_folder.claim(run_dir)

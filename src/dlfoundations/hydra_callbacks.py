@@ -8,19 +8,47 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError
 from dlfoundations.report import write_summary
 from dlfoundations.run_folder import make_writable_dir
 
 
-def _make_output_dir(config: DictConfig, key: str) -> None:
-    """Create the folder at ``key`` (``hydra.run.dir`` or ``hydra.sweep.dir``), or stop with
-    one sentence and exit status 2: Hydra's own attempt would end in a traceback."""
+def sweep_command(config: DictConfig) -> tuple[list[str], Any]:
+    """What makes a sweep's jobs: its command-line overrides (``resume`` aside) and the
+    sweeper's parameters (a preset's sweep)."""
+    overrides = [o for o in config.hydra.overrides.task if not o.startswith("resume=")]
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
+    return overrides, OmegaConf.to_container(params) if params is not None else None
+
+
+def check_sweep_matches(config: DictConfig, sweep_dir: Path) -> None:
+    """With ``resume=true``, the sweep folder must hold the sweep of this very command (the
+    ``multirun.yaml`` Hydra wrote when it started); each job then checks its own folder."""
+    record = sweep_dir / "multirun.yaml"
+    if not record.is_file():
+        return
+    before = sweep_command(OmegaConf.load(record))
+    if before != sweep_command(config):
+        raise UserError(
+            f"resume=true is not allowed here: {sweep_dir} holds the sweep of "
+            f"`{' '.join(before[0]) or '(no overrides)'}`"
+            f"{' with its preset' if before[1] else ''}, not of this command; resume it with "
+            "the command that started it, adding resume=true."
+        )
+
+
+def _prepare_output_dir(config: DictConfig, key: str) -> None:
+    """Create the folder at ``key`` (``hydra.run.dir`` or ``hydra.sweep.dir``) and, for a
+    resumed sweep, check it holds this sweep; else stop with one sentence and exit status 2
+    (Hydra's own attempt at the folder would end in a traceback)."""
     HydraConfig.instance().set_config(config)  # the ${hydra:...} parts of the folder's name
+    folder = Path(str(config.hydra[key.split(".")[1]].dir))
     try:
-        make_writable_dir(key, Path(str(config.hydra[key.split(".")[1]].dir)))
+        make_writable_dir(key, folder)
+        if key == "hydra.sweep.dir" and config.get("resume") is True:
+            check_sweep_matches(config, folder)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -28,13 +56,13 @@ def _make_output_dir(config: DictConfig, key: str) -> None:
 
 class OutputFolderCheck(Callback):
     """Refuses, before Hydra touches it, an output folder that cannot be written (a file, a
-    read-only place)."""
+    read-only place), and a resumed sweep whose folder holds another sweep."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _make_output_dir(config, "hydra.run.dir")
+        _prepare_output_dir(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _make_output_dir(config, "hydra.sweep.dir")
+        _prepare_output_dir(config, "hydra.sweep.dir")
 
 
 class SweepSummary(Callback):
