@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlfoundations import run_folder
 from dlfoundations.errors import UserError, first_line
@@ -35,6 +35,7 @@ OmegaConf.register_new_resolver("path_safe", lambda text: str(text).replace("/",
                                 replace=True)
 
 _job_started = False  # set by run_job: whether Hydra got as far as running a job
+_app_running = False  # set by run_app: the sweep runs in this process (the default launcher)
 
 
 def run_app(app: Callable[[], Any]) -> None:
@@ -45,7 +46,9 @@ def run_app(app: Callable[[], Any]) -> None:
     override) before any job ran; that is bad input, so the exit status becomes 2. A signal
     that arrived after the last job ended still makes the exit status 3.
     """
+    global _app_running
     INTERRUPTS.install()
+    _app_running = True
     try:
         app()
     except SystemExit as exit_:
@@ -141,17 +144,28 @@ def stop_sweep() -> NoReturn:
     sys.exit(EXIT_NOT_COMPLETED)
 
 
+def requeued() -> bool:
+    """Whether this is a SLURM job started again after its time limit or a preemption."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+
+
 def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
     """Run one job as the command line wants it.
 
     The job claims its folder, then runs ``task``. Any fault ends it with a status in its
     ``metrics.json`` (where the folder is its own): ``failed`` with the one-line reason, or
     ``interrupted``. A single run then exits with status 2 (bad input) or 3 (not completed);
-    in a multirun the sweep goes on, except after a signal, which stops the whole sweep.
-    Set ``HYDRA_FULL_ERROR=1`` for the traceback of a failure.
+    in a multirun the sweep goes on, except after a signal in the sweep's own process, which
+    stops the whole sweep. A job in a process of its own (SLURM, joblib) ends with its status
+    and hands the signal on (submitit then requeues it); a requeued SLURM job resumes
+    (``resume=true``). Set ``HYDRA_FULL_ERROR=1`` for the traceback of a failure.
     """
     global _job_started
     _job_started = True
+    INTERRUPTS.install()  # a job in a process of its own (submitit, joblib) has no run_app
+    if requeued():
+        with open_dict(cfg):
+            cfg.resume = True
     run_dir = Path(cfg.paths.output_dir)
     owner, bad_input = False, False
     try:
@@ -175,10 +189,15 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
         if owner:
             record_failure(run_dir, metrics)
     status = metrics.get("status", "completed")
+    if status == "interrupted" and not _app_running:
+        try:
+            INTERRUPTS.hand_on()  # e.g. submitit: requeue this job, which then resumes
+        except Exception as err:  # e.g. submitit: no requeue left; the status stays
+            print(f"job not requeued: {one_line(err)}", file=sys.stderr)
     if in_multirun():
         if status != "completed":
             print(f"job {status}: {metrics.get('reason')}", file=sys.stderr)
-        if status == "interrupted":
+        if status == "interrupted" and _app_running:
             stop_sweep()
         return metrics
     if bad_input:

@@ -1,4 +1,6 @@
-"""Ctrl-C (SIGINT) and SIGTERM at any point of a run end it with a status, never a traceback.
+"""Ctrl-C (SIGINT), SIGTERM and SIGUSR2 at any point of a run end it with a status, never a
+traceback. SIGUSR2 is what SLURM sends (through submitit) before a job's time limit or on
+preemption.
 
 One handler serves the whole process. Inside the training steps a signal is only recorded:
 the step is finished, ``last.ckpt`` saved and the run stopped (``GracefulInterrupt``), so
@@ -9,6 +11,9 @@ soon as that is done. A second signal always stops at once.
 
 ``RunInterrupted`` is an ``Exception``, not a ``KeyboardInterrupt``: Lightning answers a
 ``KeyboardInterrupt`` in ``fit`` with ``sys.exit(1)``, while an exception reaches the run.
+
+A handler that was there before (submitit's, which requeues a SLURM job) is not lost: once the
+run has saved its state and written its status, ``hand_on`` calls it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 class RunInterrupted(Exception):
@@ -51,6 +56,13 @@ class InterruptHandler:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+
+    def hand_on(self) -> None:
+        """Call the handler that was installed before ours for the signal received (e.g.
+        submitit's, which requeues the job and exits); nothing for default handlers."""
+        previous = self._previous.get(self.received) if self.received is not None else None
+        if callable(previous):
+            previous(self.received, None)
 
     def signal_name(self) -> str:
         return signal.Signals(self.received).name if self.received is not None else ""

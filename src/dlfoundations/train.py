@@ -12,6 +12,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.environments import (
+    LightningEnvironment,
+    LSFEnvironment,
+    SLURMEnvironment,
+    TorchElasticEnvironment,
+)
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
@@ -55,6 +61,17 @@ def check_processes_are_safe(trainer: L.Trainer) -> None:
             "would re-run the whole sweep for each extra process; run each job on its own, use "
             "trainer.strategy=ddp_spawn, or launch the sweep with hydra/launcher=slurm."
         )
+
+
+def cluster_environment(trainer: L.Trainer) -> str:
+    """The cluster environment a run ran under: its strategy's (DDP), or for one process the
+    first whose ``detect()`` holds, in the order Lightning tries them."""
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if environment is not None:
+        return type(environment).__name__
+    detected = (env for env in (SLURMEnvironment, TorchElasticEnvironment, LSFEnvironment)
+                if env.detect())  # Kubeflow's cannot be detected, only chosen
+    return next(detected, LightningEnvironment).__name__
 
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
@@ -156,7 +173,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     facts = {"lr": lr, "lr_base": float(cfg.optim.lr), "batch_size": datamodule.batch_size,
-             "global_batch_size": global_batch_size}
+             "global_batch_size": global_batch_size, "device": str(trainer.strategy.root_device),
+             "cluster_environment": cluster_environment(trainer)}
 
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
