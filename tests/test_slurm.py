@@ -1,0 +1,105 @@
+"""Sweeps on a real single-node SLURM cluster (Debian's slurm-wlm + munge), brought up by
+``scripts/slurm_cluster.sh`` as root: jobs through the submitit launcher, a job stopped by the
+time-limit signal and requeued, resuming to the uninterrupted result."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, missing_piece, run_script
+
+#: one CPU thread everywhere, so that a job computes the same numbers on the cluster and here
+SMALL = ("model=mlp", "optim=sgd", "threads=1", "trainer.max_epochs=5",
+         "trainer.limit_train_batches=100", "trainer.limit_val_batches=5",
+         "trainer.limit_test_batches=5")
+COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_step", "lr")
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> Iterator[None]:
+    """The cluster of ``scripts/slurm_cluster.sh``, stopped (by its PIDs) after the tests."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        missing_piece("a SLURM cluster needs root and apt-get (scripts/slurm_cluster.sh)")
+    script = ROOT / "scripts" / "slurm_cluster.sh"
+    started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True,
+                             timeout=600)
+    if started.returncode:
+        missing_piece(f"scripts/slurm_cluster.sh failed: {started.stderr.strip()[-2000:]}")
+    yield
+    subprocess.run(["bash", str(script), "stop"], check=False, timeout=60)
+
+
+def jobs_of(sweep_dir: Path) -> dict[str, dict]:
+    return {path.parent.name: json.loads(path.read_text())
+            for path in sweep_dir.glob("*/metrics.json")}
+
+
+def test_a_sweep_runs_on_the_cluster(slurm_cluster: None, tmp_path: Path, raw_paths: dict
+                                     ) -> None:
+    result = run_script("train.py", "-m", "hydra/launcher=slurm_cpu", "optim=sgd,adam",
+                        "trainer.max_epochs=1", "trainer.limit_train_batches=5",
+                        "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
+                        f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = jobs_of(tmp_path)
+    assert sorted(name.split(",")[0] for name in jobs) == ["optim=adam", "optim=sgd"]
+    for metrics in jobs.values():
+        assert metrics["status"] == "completed"
+        assert metrics["cluster_environment"] == "SLURMEnvironment"
+        assert metrics["device"] == "cpu"
+    assert len(list((tmp_path / ".submitit").glob("*/*_log.out"))) == 2  # one SLURM task each
+
+
+def slurm_job_ids() -> list[str]:
+    return subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True
+                          ).stdout.split()
+
+
+def wait_for(condition, what: str, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(1)
+
+
+def test_a_job_stopped_at_its_time_limit_is_requeued_and_resumes(
+        slurm_cluster: None, tmp_path: Path, raw_paths: dict) -> None:
+    """USR2 is what SLURM sends before the time limit (submitit asks for it): the job saves
+    last.ckpt, submitit requeues it, and the requeued job continues in its own folder to the
+    numbers of a run never interrupted. SLURM holds a requeued job for about two minutes; the
+    test releases it at once, as an administrator may."""
+    sweep_dir = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = (tmp_path / "sweep.log").open("w")
+    sweep = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", "hydra/launcher=slurm_cpu",
+         *SMALL, "hydra.launcher.timeout_min=20", f"hydra.sweep.dir={sweep_dir}",
+         "hydra.sweep.subdir=job"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    job_dir = sweep_dir / "job"
+    wait_for(lambda: (job_dir / "checkpoints" / "epoch00.ckpt").exists(), "the first epoch")
+    (job_id,) = slurm_job_ids()
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    wait_for(lambda: "PD" in subprocess.run(["squeue", "-h", "-o", "%t", "-j", job_id],
+                                            capture_output=True, text=True).stdout,
+             "the requeue")
+    stopped = json.loads((job_dir / "metrics.json").read_text())
+    assert stopped["status"] == "interrupted" and "SIGUSR2" in stopped["reason"]
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+    assert sweep.wait(timeout=600) == 0, (tmp_path / "sweep.log").read_text()[-3000:]
+
+    resumed = json.loads((job_dir / "metrics.json").read_text())
+    assert resumed["status"] == "completed"
+    reference = tmp_path / "reference"
+    assert run_script("train.py", *SMALL, f"hydra.run.dir={reference}").returncode == 0
+    expected = json.loads((reference / "metrics.json").read_text())
+    assert {k: resumed[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
