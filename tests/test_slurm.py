@@ -103,3 +103,23 @@ def test_a_job_stopped_at_its_time_limit_is_requeued_and_resumes(
     assert run_script("train.py", *SMALL, f"hydra.run.dir={reference}").returncode == 0
     expected = json.loads((reference / "metrics.json").read_text())
     assert {k: resumed[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
+
+
+def test_a_two_task_ddp_job_equals_a_local_ddp_run(slurm_cluster: None, tmp_path: Path,
+                                                   raw_paths: dict) -> None:
+    """trainer=ddp_cpu through the CPU launcher: two SLURM tasks, one DDP process each (gloo);
+    Lightning forms the group from SLURM's environment. The numbers are those of the same two
+    processes started by Lightning on this machine."""
+    ddp = ("trainer=ddp_cpu", "threads=1", "model=mlp", "trainer.max_epochs=1",
+           "trainer.limit_train_batches=20", "trainer.limit_val_batches=4",
+           "trainer.limit_test_batches=4")
+    sweep = run_script("train.py", "-m", "hydra/launcher=slurm_cpu", *ddp,
+                       f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweep.subdir=job")
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    on_cluster = json.loads((tmp_path / "sweep" / "job" / "metrics.json").read_text())
+    assert on_cluster["cluster_environment"] == "SLURMEnvironment"
+    assert on_cluster["global_batch_size"] == 2 * 256
+    local = run_script("train.py", *ddp, f"hydra.run.dir={tmp_path / 'local'}")
+    assert local.returncode == 0, local.stderr[-3000:]
+    expected = json.loads((tmp_path / "local" / "metrics.json").read_text())
+    assert {k: on_cluster[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}

@@ -163,6 +163,8 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path, raw_pat
 @pytest.mark.parametrize(("overrides", "node", "target"), [
     (["hydra/launcher=slurm", "trainer.num_nodes=2"], "launcher",
      "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    (["hydra/launcher=slurm_cpu", "trainer=ddp_cpu"], "launcher",
+     "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
     (["hparams_search=optuna"], "sweeper",
      "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"),
 ])
@@ -171,6 +173,9 @@ def test_launcher_and_sweeper_configs_compose(overrides: list[str], node: str,
     cfg = compose_train(*overrides, hydra=True)
     assert cfg.hydra[node]._target_ == target
     get_class(target)
-    if node == "launcher":
+    if "hydra/launcher=slurm" in overrides:  # GPUs: one task per GPU
         assert cfg.hydra.launcher.nodes == 2 and cfg.hydra.launcher.gpus_per_node == 8
-        assert cfg.hydra.launcher.tasks_per_node == 8 and cfg.hydra.launcher.partition == "gpu"
+        assert cfg.hydra.launcher.tasks_per_node == 8 and cfg.hydra.launcher.partition is None
+    if "hydra/launcher=slurm_cpu" in overrides:  # no GPU request, one task per process
+        assert cfg.hydra.launcher.gpus_per_node is None and cfg.hydra.launcher.gres is None
+        assert cfg.hydra.launcher.tasks_per_node == 2 and cfg.hydra.launcher.max_num_timeout == 3
