@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import ROOT, missing_piece, run_script
 
 #: one CPU thread everywhere, so that a job computes the same numbers on the cluster and here
-SMALL = ("model=mlp", "optim=sgd", "threads=1", "trainer.max_epochs=5",
+SMALL = ("model=mlp", "optim=sgd", "threads=1", "trainer.max_epochs=12",
          "trainer.limit_train_batches=100", "trainer.limit_val_batches=5",
          "trainer.limit_test_batches=5")
 COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_step", "lr")
@@ -64,11 +64,13 @@ def slurm_job_ids() -> list[str]:
                           ).stdout.split()
 
 
-def wait_for(condition, what: str, seconds: float = 300) -> None:
+def wait_for(condition, what: str, sweep: subprocess.Popen, seconds: float = 300) -> None:
+    """Poll ``condition`` until it holds; fail if the sweep ends first or time runs out."""
     deadline = time.monotonic() + seconds
     while not condition():
+        assert sweep.poll() is None, f"the sweep ended before {what}"
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(1)
+        time.sleep(0.2)
 
 
 def test_a_job_stopped_at_its_time_limit_is_requeued_and_resumes(
@@ -86,12 +88,14 @@ def test_a_job_stopped_at_its_time_limit_is_requeued_and_resumes(
          "hydra.sweep.subdir=job"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     job_dir = sweep_dir / "job"
-    wait_for(lambda: (job_dir / "checkpoints" / "epoch00.ckpt").exists(), "the first epoch")
+    # 12 epochs: the signal, sent once the first epoch's checkpoint exists, lands in training
+    wait_for(lambda: (job_dir / "checkpoints" / "epoch00.ckpt").exists(), "the first epoch",
+             sweep)
     (job_id,) = slurm_job_ids()
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
     wait_for(lambda: "PD" in subprocess.run(["squeue", "-h", "-o", "%t", "-j", job_id],
                                             capture_output=True, text=True).stdout,
-             "the requeue")
+             "the requeue", sweep)
     stopped = json.loads((job_dir / "metrics.json").read_text())
     assert stopped["status"] == "interrupted" and "SIGUSR2" in stopped["reason"]
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)

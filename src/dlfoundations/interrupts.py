@@ -59,9 +59,9 @@ class InterruptHandler:
 
     def hand_on(self) -> None:
         """Call the handler that was installed before ours for the signal received (e.g.
-        submitit's, which requeues the job and exits); nothing for default handlers."""
+        submitit's, which requeues the job and exits); nothing for Python's own handlers."""
         previous = self._previous.get(self.received) if self.received is not None else None
-        if callable(previous):
+        if callable(previous) and previous is not signal.default_int_handler:
             previous(self.received, None)
 
     def signal_name(self) -> str:
