@@ -1,4 +1,4 @@
-"""Test-only callbacks: the process sends itself a signal at a chosen point of a run."""
+"""Test-only probes: the process sends itself a signal at a chosen point of a run."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.loggers import Logger
 
 
 def send_once(signum: int, once_file: Path | None) -> bool:
@@ -55,4 +56,28 @@ class SignalAtHook(L.Callback):
         if self.sent or trainer.sanity_checking or trainer.current_epoch < self.epoch:
             return
         self.sent = True
+        send_once(self.signum, self.once_file)
+
+
+class SignalWhileWritingResults(Logger):
+    """A logger that signals its own process when the run logs its final results (the only
+    ``log_hyperparams`` call of a run: the models keep their hyperparameters from loggers)."""
+
+    def __init__(self, signal_name: str = "SIGINT", once_file: str | None = None):
+        super().__init__()
+        self.signum = signal.Signals[signal_name]
+        self.once_file = Path(once_file) if once_file else None
+
+    @property
+    def name(self) -> str:
+        return "signal_probe"
+
+    @property
+    def version(self) -> str:
+        return "0"
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         send_once(self.signum, self.once_file)

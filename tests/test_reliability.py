@@ -172,6 +172,29 @@ def test_a_signal_at_any_point_ends_interrupted_and_resume_finishes_the_run(
     assert {k: metrics[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
 
 
+def test_a_signal_while_the_results_are_written_ends_interrupted_with_whole_files(
+        uninterrupted: Path, tmp_path: Path) -> None:
+    """SIGINT while metrics.json and the TensorBoard results are written: they are written
+    whole, the run says it was interrupted (exit 3), and resume=true finishes it."""
+    run_dir = tmp_path / "run"
+    command = (*SHORT_MLP, f"hydra.run.dir={run_dir}",
+               "+logger.probe._target_=tests.signal_probe.SignalWhileWritingResults",
+               f"+logger.probe.once_file={tmp_path / 'sent'}")
+    result = run_script("train.py", *command)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "error: the run interrupted: SIGINT arrived while the results were written" \
+        in result.stderr and "Traceback" not in result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    expected = json.loads((uninterrupted / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted"
+    assert {k: metrics[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
+    resumed = run_script("train.py", *command, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = json.loads((run_dir / "metrics.json").read_text())
+    assert final["status"] == "completed"
+    assert {k: final[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
+
+
 def test_resume_reports_a_finished_run_and_refuses_another_command(uninterrupted: Path
                                                                    ) -> None:
     before = (uninterrupted / "metrics.json").read_text()
