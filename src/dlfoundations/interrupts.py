@@ -28,11 +28,12 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 class RunInterrupted(Exception):
-    """SIGINT or SIGTERM stopped the run."""
+    """SIGINT, SIGTERM or SIGUSR2 stopped the run."""
 
 
 class InterruptHandler:
-    """Records SIGINT and SIGTERM and decides when they stop the run (see the module)."""
+    """Records SIGINT, SIGTERM and SIGUSR2 and decides when they stop the run (see the
+    module)."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -46,7 +47,7 @@ class InterruptHandler:
         return bool(self._previous)
 
     def install(self) -> bool:
-        """Handle SIGINT and SIGTERM in this process (main thread only); True if done now."""
+        """Handle ``SIGNALS`` in this process (main thread only); True if done now."""
         if self.installed or threading.current_thread() is not threading.main_thread():
             return False
         self._previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS}

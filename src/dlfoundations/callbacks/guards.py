@@ -1,4 +1,4 @@
-"""Guards: stop on a non-finite loss; stop cleanly, resumably, on SIGINT or SIGTERM."""
+"""Guards: stop on a non-finite loss; stop cleanly, resumably, on SIGINT, SIGTERM or SIGUSR2."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class DivergenceGuard(L.Callback):
 
 
 class GracefulInterrupt(L.Callback):
-    """Ctrl-C (SIGINT) or SIGTERM during the training steps stops the run cleanly after the
+    """Ctrl-C (SIGINT), SIGTERM or SIGUSR2 during the training steps stops the run after the
     current step: the step is finished, ``last.ckpt`` is saved beside the other checkpoints
     (mid-epoch, resumable exactly) and ``RunInterrupted`` is raised.
 
