@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,6 +45,27 @@ def run_script(script: str, *overrides: str, timeout: float = 600) -> subprocess
         [sys.executable, str(ROOT / "scripts" / script), *overrides],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def start_script(script: str, *overrides: str, log: Path) -> subprocess.Popen:
+    """Start ``scripts/<script>`` in the background, its output into ``log``, with Python's
+    SIGINT handling (a background child of a non-interactive shell would ignore SIGINT)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / script), *overrides], cwd=ROOT, env=env,
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
+
+
+def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen,
+             seconds: float = 300) -> None:
+    """Poll ``condition`` until it holds; fail if ``process`` ends first or time runs out."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, f"the process ended before {what}"
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.1)
 
 
 def compose_train(*overrides: str, hydra: bool = False) -> DictConfig:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, missing_piece, run_script
+from tests.conftest import ROOT, missing_piece, run_script, wait_for
 
 #: one CPU thread everywhere, so that a job computes the same numbers on the cluster and here
 SMALL = ("model=mlp", "optim=sgd", "threads=1", "trainer.max_epochs=12",
@@ -64,21 +64,52 @@ def slurm_job_ids() -> list[str]:
                           ).stdout.split()
 
 
-def wait_for(condition, what: str, sweep: subprocess.Popen, seconds: float = 300) -> None:
-    """Poll ``condition`` until it holds; fail if the sweep ends first or time runs out."""
+def job_state(job_id: str) -> str:
+    """``scontrol``'s JobState of a job, with its flags (e.g. ``PENDING`` or ``COMPLETING``)."""
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True)
+    return " ".join(word for word in shown.stdout.split() if word.startswith("JobState="))
+
+
+def release(job_id: str, sweep: subprocess.Popen, seconds: float = 300) -> None:
+    """Start a requeued job now, as an administrator may. SLURM holds a requeued job for about
+    two minutes, and sets that hold again once the job has finished COMPLETING: so set the
+    start time again until the job leaves PENDING."""
     deadline = time.monotonic() + seconds
-    while not condition():
-        assert sweep.poll() is None, f"the sweep ended before {what}"
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.2)
+    while "PENDING" in job_state(job_id) and sweep.poll() is None:
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
+                       capture_output=True)
+        assert time.monotonic() < deadline, f"job {job_id} stayed pending: {job_state(job_id)}"
+        time.sleep(2)
+
+
+def finished(sweep: subprocess.Popen, seconds: float = 300) -> int | None:
+    """The sweep's exit status, or None if it is still running after ``seconds`` (then
+    stopped)."""
+    try:
+        return sweep.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        sweep.kill()
+        return None
+
+
+def diagnosis(log: Path, sweep_dir: Path) -> str:
+    """What the sweep, its SLURM jobs and the controller said: the message of a failed test."""
+    parts = [f"sweep log:\n{log.read_text()[-3000:]}"]
+    for job_log in sorted(sweep_dir.glob(".submitit/*/*_log.*")):
+        parts.append(f"{job_log.name}:\n{job_log.read_text()[-2000:]}")
+    for command in (["squeue"], ["sinfo", "-R"]):
+        parts.append(subprocess.run(command, capture_output=True, text=True).stdout)
+    controller_log = Path("/tmp/dlfoundations-slurm/slurmctld.log")
+    if controller_log.exists():
+        parts.append("slurmctld.log:\n" + controller_log.read_text()[-2000:])
+    return "\n".join(parts)
 
 
 def test_a_job_stopped_at_its_time_limit_is_requeued_and_resumes(
         slurm_cluster: None, tmp_path: Path, raw_paths: dict) -> None:
     """USR2 is what SLURM sends before the time limit (submitit asks for it): the job saves
     last.ckpt, submitit requeues it, and the requeued job continues in its own folder to the
-    numbers of a run never interrupted. SLURM holds a requeued job for about two minutes; the
-    test releases it at once, as an administrator may."""
+    numbers of a run never interrupted."""
     sweep_dir = tmp_path / "sweep"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = (tmp_path / "sweep.log").open("w")
@@ -98,8 +129,8 @@ def test_a_job_stopped_at_its_time_limit_is_requeued_and_resumes(
              "the requeue", sweep)
     stopped = json.loads((job_dir / "metrics.json").read_text())
     assert stopped["status"] == "interrupted" and "SIGUSR2" in stopped["reason"]
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
-    assert sweep.wait(timeout=600) == 0, (tmp_path / "sweep.log").read_text()[-3000:]
+    release(job_id, sweep)
+    assert finished(sweep) == 0, diagnosis(tmp_path / "sweep.log", sweep_dir)
 
     resumed = json.loads((job_dir / "metrics.json").read_text())
     assert resumed["status"] == "completed"

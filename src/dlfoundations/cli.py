@@ -134,6 +134,12 @@ def take_folder(cfg: DictConfig, run_dir: Path) -> bool:
     return True
 
 
+def refuse(err: UserError) -> NoReturn:
+    """Stop before any job ran: the sentence, and exit status 2."""
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
 def stop_sweep() -> NoReturn:
     """After a signal in a multirun: summarise the jobs that ran and exit with status 3."""
     sweep_dir = Path(HydraConfig.get().sweep.dir)

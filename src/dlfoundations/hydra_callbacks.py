@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from dlfoundations.cli import refuse
 from dlfoundations.errors import UserError
 from dlfoundations.report import write_summary
 from dlfoundations.run_folder import make_writable_dir
@@ -50,8 +50,7 @@ def _prepare_output_dir(config: DictConfig, key: str) -> None:
         if key == "hydra.sweep.dir" and config.get("resume") is True:
             check_sweep_matches(config, folder)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        refuse(err)
 
 
 class OutputFolderCheck(Callback):

@@ -36,7 +36,8 @@ class InterruptHandler:
     module)."""
 
     def __init__(self) -> None:
-        self.received: int | None = None
+        self.received: int | None = None  # the first signal
+        self.count = 0                     # how many arrived
         self.in_run = False      # raise at once (a run is under way)
         self.deferring = False   # inside training steps: record only
         self.shielded = False    # writing final files: record only
@@ -69,6 +70,7 @@ class InterruptHandler:
         return signal.Signals(self.received).name if self.received is not None else ""
 
     def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
         second = self.received is not None
         if not second:
             self.received = signum

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,16 @@ def cluster_environment(trainer: L.Trainer) -> str:
     detected = (env for env in (SLURMEnvironment, TorchElasticEnvironment, LSFEnvironment)
                 if env.detect())  # Kubeflow's cannot be detected, only chosen
     return next(detected, LightningEnvironment).__name__
+
+
+def physical_device(device: torch.device) -> str:
+    """The device as the machine numbers it: ``cuda:3`` for a process that sees only GPU 3
+    (``CUDA_VISIBLE_DEVICES=3``, as a side-by-side sweep's worker does), where torch says
+    ``cuda:0``."""
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if device.type == "cuda" and device.index is not None and device.index < len(visible):
+        return f"cuda:{visible[device.index].strip()}"
+    return str(device)
 
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
@@ -173,7 +184,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     facts = {"lr": lr, "lr_base": float(cfg.optim.lr), "batch_size": datamodule.batch_size,
-             "global_batch_size": global_batch_size, "device": str(trainer.strategy.root_device),
+             "global_batch_size": global_batch_size, "device": physical_device(trainer.strategy.root_device),
              "cluster_environment": cluster_environment(trainer)}
 
     try:

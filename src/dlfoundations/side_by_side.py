@@ -1,0 +1,252 @@
+"""Worker processes that run a sweep's jobs side by side, each pinned to its slot: a share of
+the cores (torch threads) and, on a GPU machine, one GPU (``CUDA_VISIBLE_DEVICES``).
+
+Workers are started once per sweep (``spawn``: a fresh interpreter that imports the script),
+then take one job at a time, so a job pays no start-up of its own. They run in their own
+process group: Ctrl-C reaches the launcher only, which forwards every signal it receives to
+the workers (the jobs save ``last.ckpt`` and end ``interrupted``), starts no further job, and
+stops the sweep with its summary. A worker that dies leaves its job ``failed`` and is replaced.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import queue
+import signal
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from omegaconf import DictConfig, open_dict
+
+from dlfoundations.errors import UserError, require
+
+#: how often the launcher looks at signals and at its workers while it waits, in seconds
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One worker's share of the machine."""
+
+    index: int
+    threads: int
+    gpu: str | None  # its CUDA_VISIBLE_DEVICES entry; None on a CPU machine
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` where set, else all of them."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [device.strip() for device in visible.split(",") if device.strip()]
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def plan_slots(n_jobs: Any, jobs_per_gpu: Any, threads: Any, cores: int, gpus: list[str]
+               ) -> list[Slot]:
+    """The workers' slots. Without GPUs, n_jobs x threads = cores by default; with GPUs,
+    ``jobs_per_gpu`` workers per GPU by default, placed round-robin (slot i on GPU i mod G).
+    Each job gets cores / n_jobs threads unless ``threads`` is set."""
+    for key, value in (("hydra.launcher.n_jobs", n_jobs), ("threads", threads)):
+        require(value is None or (type(value) is int and value >= 1), key, value,
+                "null or a whole number of at least 1")
+    require(type(jobs_per_gpu) is int and jobs_per_gpu >= 1, "hydra.launcher.jobs_per_gpu",
+            jobs_per_gpu, "a whole number of at least 1")
+    if n_jobs is None:
+        n_jobs = jobs_per_gpu * len(gpus) if gpus else max(1, cores // (threads or 1))
+    per_job = threads or max(1, cores // n_jobs)
+    return [Slot(i, per_job, gpus[i % len(gpus)] if gpus else None) for i in range(n_jobs)]
+
+
+def check_one_process(sweep_config: DictConfig) -> None:
+    """A job here is one process on one device: DDP jobs are refused before any job runs."""
+    trainer = sweep_config.get("trainer") or {}
+    for key in ("devices", "num_nodes"):
+        value = trainer.get(key, 1)
+        if value != 1:
+            raise UserError(
+                f"trainer.{key}={value} is not allowed with hydra/launcher=side_by_side: each "
+                "job runs in one process on one device; run multi-process jobs with the "
+                "default launcher (one after another) or hydra/launcher=slurm."
+            )
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the processes started inside the block."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: int) -> None:
+    """A worker's life: take jobs until told to stop (None) or the launcher is gone."""
+    os.setpgrp()  # signals come from the launcher only, each once
+    from dlfoundations.interrupts import INTERRUPTS
+
+    INTERRUPTS.install()
+    import torch
+
+    torch.set_num_threads(slot.threads)
+    hydra_context, task_function, singleton_state = cloudpickle.loads(payload)
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != launcher_pid:
+                return
+            continue
+        if task is None:
+            return
+        position, sweep_config = task
+        HydraConfig.instance().set_config(sweep_config)
+        returned = run_job(hydra_context=hydra_context, config=sweep_config,
+                           task_function=task_function, job_dir_key="hydra.sweep.dir",
+                           job_subdir_key="hydra.sweep.subdir")
+        results.put((slot.index, position, returned))
+
+
+class Workers:
+    """The launcher's side: one process per slot, started on demand, each with its own task
+    queue; one result queue."""
+
+    def __init__(self, slots: list[Slot], payload: bytes) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.slots, self.payload = slots, payload
+        self.results = self.context.Queue()
+        self.processes: dict[int, Any] = {}
+        self.tasks: dict[int, Any] = {}
+
+    def start(self, slot: Slot) -> None:
+        self.tasks[slot.index] = self.context.Queue()
+        pinned = {"OMP_NUM_THREADS": str(slot.threads)}
+        if slot.gpu is not None:
+            pinned["CUDA_VISIBLE_DEVICES"] = slot.gpu
+        process = self.context.Process(
+            target=serve, name=f"side-by-side-{slot.index}", daemon=True,
+            args=(slot, self.payload, self.tasks[slot.index], self.results, os.getpid()))
+        with environment(**pinned):
+            process.start()
+        self.processes[slot.index] = process
+
+    def give(self, slot: Slot, task: tuple[int, DictConfig]) -> None:
+        if slot.index not in self.processes or not self.processes[slot.index].is_alive():
+            self.start(slot)
+        self.tasks[slot.index].put(task)
+
+    def signal(self, signum: int) -> None:
+        for process in self.processes.values():
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    def stop(self) -> None:
+        for index, process in self.processes.items():
+            if process.is_alive():
+                self.tasks[index].put(None)
+        for process in self.processes.values():
+            process.join()
+
+
+def sweep_configs(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+                  ) -> list[DictConfig]:
+    """Each job's composed config, numbered as Hydra numbers jobs."""
+    configs = []
+    for offset, overrides in enumerate(job_overrides):
+        sweep_config = launcher.hydra_context.config_loader.load_sweep_config(
+            launcher.config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{initial_job_idx + offset}"
+            sweep_config.hydra.job.num = initial_job_idx + offset
+        configs.append(sweep_config)
+    return configs
+
+
+def lost_job(sweep_config: DictConfig, exitcode: int | None) -> JobReturn:
+    """The return of a job whose worker died: ``failed`` in its ``metrics.json``; the sweep
+    goes on."""
+    from dlfoundations.cli import record_failure
+
+    HydraConfig.instance().set_config(sweep_config)
+    run_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+    how = (f"signal {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0
+           else f"exit status {exitcode}")
+    reason = f"its worker process ended with {how}"
+    print(f"job failed: {reason} ({run_dir})")
+    if (run_dir / ".claim").exists():
+        record_failure(run_dir, {"status": "failed", "reason": reason})
+    return JobReturn(overrides=list(sweep_config.hydra.overrides.task), cfg=sweep_config,
+                     hydra_cfg=sweep_config, working_dir=str(run_dir),
+                     task_name=sweep_config.hydra.job.name, status=JobStatus.COMPLETED,
+                     _return_value=math.nan)
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+           ) -> Sequence[JobReturn]:
+    """Run the jobs on the slots' workers; after a signal, stop the sweep (exit status 3)."""
+    from dlfoundations.cli import refuse, stop_sweep
+    from dlfoundations.interrupts import INTERRUPTS
+
+    config = launcher.config
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    try:
+        slots = plan_slots(launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"),
+                           len(os.sched_getaffinity(0)), visible_gpus())
+        configs = sweep_configs(launcher, job_overrides, initial_job_idx)
+        for sweep_config in configs:
+            check_one_process(sweep_config)
+    except UserError as err:
+        refuse(err)
+    payload = cloudpickle.dumps((launcher.hydra_context, launcher.task_function,
+                                 Singleton.get_state()))
+    workers = Workers(slots[:len(configs)], payload)
+    pending = deque(enumerate(configs))
+    returns: dict[int, JobReturn] = {}
+    busy: dict[int, int] = {}  # slot index -> position of the job it runs
+    forwarded = 0
+    try:
+        while pending or busy:
+            if INTERRUPTS.count > forwarded:
+                workers.signal(INTERRUPTS.received)
+                forwarded = INTERRUPTS.count
+                pending.clear()
+            for slot in workers.slots:
+                if pending and slot.index not in busy:
+                    busy[slot.index] = pending[0][0]
+                    workers.give(slot, pending.popleft())
+            try:
+                index, position, returned = workers.results.get(timeout=POLL_S)
+                returns[position] = returned
+                del busy[index]
+            except queue.Empty:
+                for index, position in list(busy.items()):
+                    exitcode = workers.processes[index].exitcode
+                    if exitcode is not None:
+                        returns[position] = lost_job(configs[position], exitcode)
+                        del busy[index]
+    finally:
+        workers.stop()
+    if INTERRUPTS.received is not None:
+        stop_sweep()
+    return [returns[position] for position in sorted(returns)]
