@@ -38,11 +38,13 @@ def fashion_mnist(raw_paths: dict[str, Path]) -> FashionMNISTDataModule:
 
 
 def run_script(script: str, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``scripts/<script>`` with Hydra overrides in a subprocess from the project root."""
+    """Run ``scripts/<script>`` (or ``<folder>/<script>`` of the project) with Hydra overrides
+    in a subprocess from the project root."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *overrides],
+        [sys.executable, str(ROOT / script if "/" in script else ROOT / "scripts" / script),
+         *overrides],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
 

@@ -1,6 +1,6 @@
 """The pieces that keep the training path cheap, and the benchmark that measures it.
 
-No test here asserts a speed: `scripts/bench.py` measures it. These check that the cheap paths
+No test here asserts a speed: `benchmarks/epochs.py` measures it. These check that the cheap paths
 do what the ordinary ones do.
 """
 
@@ -79,9 +79,11 @@ def test_index_tensor_batches_follow_any_sampler_and_drop_last() -> None:
     assert torch.cat(list(batches)).tolist() == list(shard)
 
 
-def test_bench_script_writes_the_table_and_the_json(tmp_path: Path, raw_paths: dict) -> None:
+def test_epoch_benchmark_writes_the_table_and_the_json(tmp_path: Path, raw_paths: dict
+                                                       ) -> None:
     out = tmp_path / "bench.json"
-    result = run_script("bench.py", "--models", "softmax", "--repeats", "1", "--out", str(out))
+    result = run_script("benchmarks/epochs.py", "--models", "softmax", "--repeats", "1",
+                        "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| softmax |" in result.stdout
     assert "process start to first training step" in result.stdout
@@ -95,3 +97,15 @@ def test_bench_script_writes_the_table_and_the_json(tmp_path: Path, raw_paths: d
     assert bench["data"]["project_images_per_s"] > 0
     assert bench["data"]["torchvision_workers2_images_per_s"] > 0
     assert bench["import_lightning_s"] > 0 and bench["start_to_first_step_s"] > 0
+
+
+def test_sweep_benchmark_measures_both_launchers(tmp_path: Path, raw_paths: dict) -> None:
+    out = tmp_path / "bench_sweep.json"
+    result = run_script("benchmarks/sweep.py", "--quick", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    bench = json.loads(out.read_text())
+    assert sorted(bench) == ["sequential", "side_by_side"]
+    for (measured,) in bench.values():
+        assert measured["jobs"] == 4 and measured["wall_s"] > measured["training_s"] / 4 > 0
+        assert measured["fixed_cost_s_max"] >= measured["fixed_cost_s_median"] > 0
+        assert measured["samples_per_s"] > 0

@@ -1,0 +1,76 @@
+"""Sweep benchmark: `python benchmarks/sweep.py [--quick] [--repeats N] [--jobs-per-gpu 1 4 8]`.
+
+The README's 18-job sweep (6 optimizers x 3 batch sizes, softmax, 10 epochs) run one job after
+another (Hydra's default launcher) and side by side (``hydra/launcher=side_by_side``; with
+``--jobs-per-gpu``, once per number of jobs per GPU), the modes taking turns, each sweep a
+fresh ``scripts/train.py -m`` process. Per sweep: wall time, the per-job fixed cost (a job's
+wall time minus its training epochs, ``time/epoch_s``; so it holds set-up, the validation
+passes, the test and the writes) and training samples per second over the whole sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dlfoundations.report import find_jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SWEEP = ("model=softmax", "optim=sgd,momentum,adagrad,rmsprop,adadelta,adam",
+         "data.batch_size=64,256,1024", "trainer.max_epochs=10")
+QUICK = ("model=softmax", "optim=sgd,adam", "data.batch_size=256,1024", "trainer.max_epochs=1",
+         "trainer.limit_train_batches=20", "trainer.limit_val_batches=2",
+         "trainer.limit_test_batches=2")
+
+
+def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> dict[str, Any]:
+    """Run one sweep; its wall time, per-job fixed cost and samples per second."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *sweep,
+                    *launcher, f"hydra.sweep.dir={folder}", "hydra.sweep.subdir=${hydra.job.num}"],
+                   cwd=ROOT, check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    jobs = find_jobs(folder)
+    training = [sum(value for _, value in job.curves.get("time/epoch_s", [])) for job in jobs]
+    fixed = [job.metrics["wall_time_s"] - seconds
+             for job, seconds in zip(jobs, training, strict=True)]
+    samples = sum(job.metrics["global_step"] * job.metrics["global_batch_size"] for job in jobs)
+    return {"wall_s": round(wall, 1), "jobs": len(jobs), "training_s": round(sum(training), 1),
+            "fixed_cost_s_median": round(statistics.median(fixed), 2),
+            "fixed_cost_s_max": round(max(fixed), 2), "samples_per_s": round(samples / wall)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="4 jobs of 20 steps")
+    parser.add_argument("--repeats", type=int, default=1, help="sweeps per mode, taking turns")
+    parser.add_argument("--jobs-per-gpu", type=int, nargs="*", default=[],
+                        help="side-by-side modes with this many jobs per GPU")
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_sweep.json")
+    args = parser.parse_args()
+    modes = {"sequential": (), "side_by_side": ("hydra/launcher=side_by_side",)}
+    for per_gpu in args.jobs_per_gpu:
+        modes[f"side_by_side_{per_gpu}_per_gpu"] = ("hydra/launcher=side_by_side",
+                                                    f"hydra.launcher.jobs_per_gpu={per_gpu}")
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    with tempfile.TemporaryDirectory() as scratch:
+        for repeat in range(args.repeats):
+            for mode, launcher in modes.items():
+                folder = Path(scratch) / f"{mode}-{repeat}"
+                results[mode].append(measure(QUICK if args.quick else SWEEP, launcher, folder))
+                print(mode, results[mode][-1], flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
