@@ -8,14 +8,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, missing_piece, run_script, wait_for
+from tests.conftest import ROOT, missing_piece, run_script, start_script, wait_for
 
 #: one CPU thread everywhere, so that a job computes the same numbers on the cluster and here
 SMALL = ("model=mlp", "optim=sgd", "threads=1", "trainer.max_epochs=12",
@@ -105,20 +105,32 @@ def diagnosis(log: Path, sweep_dir: Path) -> str:
     return "\n".join(parts)
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, raw_paths: dict) -> dict[str, Any]:
+    """The metrics of a run of ``SMALL`` here, never interrupted."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    result = run_script("train.py", *SMALL, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def start_sweep(tmp_path: Path, *overrides: str) -> tuple[subprocess.Popen, Path]:
+    """``SMALL`` as a sweep through the CPU launcher, job folders 0, 1, ...; the sweep's
+    process and its folder."""
+    sweep_dir = tmp_path / "sweep"
+    sweep = start_script("train.py", "-m", "hydra/launcher=slurm_cpu", *SMALL, *overrides,
+                         "hydra.launcher.timeout_min=20", f"hydra.sweep.dir={sweep_dir}",
+                         "hydra.sweep.subdir=${hydra.job.num}", log=tmp_path / "sweep.log")
+    return sweep, sweep_dir
+
+
 def test_a_job_stopped_at_its_time_limit_is_requeued_and_resumes(
-        slurm_cluster: None, tmp_path: Path, raw_paths: dict) -> None:
+        slurm_cluster: None, tmp_path: Path, reference: dict[str, Any]) -> None:
     """USR2 is what SLURM sends before the time limit (submitit asks for it): the job saves
     last.ckpt, submitit requeues it, and the requeued job continues in its own folder to the
     numbers of a run never interrupted."""
-    sweep_dir = tmp_path / "sweep"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    log = (tmp_path / "sweep.log").open("w")
-    sweep = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", "hydra/launcher=slurm_cpu",
-         *SMALL, "hydra.launcher.timeout_min=20", f"hydra.sweep.dir={sweep_dir}",
-         "hydra.sweep.subdir=job"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    job_dir = sweep_dir / "job"
+    sweep, sweep_dir = start_sweep(tmp_path)
+    job_dir = sweep_dir / "0"
     # 12 epochs: the signal, sent once the first epoch's checkpoint exists, lands in training
     wait_for(lambda: (job_dir / "checkpoints" / "epoch00.ckpt").exists(), "the first epoch",
              sweep)
@@ -131,13 +143,31 @@ def test_a_job_stopped_at_its_time_limit_is_requeued_and_resumes(
     assert stopped["status"] == "interrupted" and "SIGUSR2" in stopped["reason"]
     release(job_id, sweep)
     assert finished(sweep) == 0, diagnosis(tmp_path / "sweep.log", sweep_dir)
-
     resumed = json.loads((job_dir / "metrics.json").read_text())
     assert resumed["status"] == "completed"
-    reference = tmp_path / "reference"
-    assert run_script("train.py", *SMALL, f"hydra.run.dir={reference}").returncode == 0
-    expected = json.loads((reference / "metrics.json").read_text())
-    assert {k: resumed[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
+    assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
+
+
+def test_a_sweep_cancelled_with_scancel_resumes(slurm_cluster: None, tmp_path: Path,
+                                                reference: dict[str, Any]) -> None:
+    """scancel stops both jobs of a running sweep (SIGTERM: each saves last.ckpt and ends
+    interrupted); the same command with resume=true submits them again and each continues to
+    the numbers of a run never interrupted."""
+    sweep, sweep_dir = start_sweep(tmp_path, "seed=0,0")  # two jobs, the reference's numbers
+    wait_for(lambda: all((sweep_dir / job / "checkpoints" / "epoch00.ckpt").exists()
+                         for job in ("0", "1")), "the first epochs", sweep)
+    subprocess.run(["scancel", *slurm_job_ids()], check=True)
+    assert finished(sweep) == 0, diagnosis(tmp_path / "sweep.log", sweep_dir)
+    for job in ("0", "1"):
+        stopped = json.loads((sweep_dir / job / "metrics.json").read_text())
+        assert stopped["status"] == "interrupted" and "SIGTERM" in stopped["reason"]
+
+    resumed, _ = start_sweep(tmp_path, "seed=0,0", "resume=true")
+    assert finished(resumed) == 0, diagnosis(tmp_path / "sweep.log", sweep_dir)
+    for job in ("0", "1"):
+        metrics = json.loads((sweep_dir / job / "metrics.json").read_text())
+        assert metrics["status"] == "completed"
+        assert {k: metrics[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
 
 
 def test_a_two_task_ddp_job_equals_a_local_ddp_run(slurm_cluster: None, tmp_path: Path,

@@ -152,14 +152,6 @@ def test_k_fold_sweep_reports_mean_and_std(tmp_path: Path, raw_paths: dict) -> N
     assert "Cross-validation" in stdout
 
 
-def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path, raw_paths: dict) -> None:
-    sweep_dir, _ = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                         "threads=1", "optim=sgd,adam", *TINY)
-    rows = summary_rows(sweep_dir)
-    assert {row["job"] for row in rows} == {"optim=sgd", "optim=adam"}
-    assert all(row["status"] == "completed" for row in rows)
-
-
 @pytest.mark.parametrize(("overrides", "node", "target"), [
     (["hydra/launcher=slurm", "trainer.num_nodes=2"], "launcher",
      "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),

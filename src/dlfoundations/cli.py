@@ -162,13 +162,13 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
     ``metrics.json`` (where the folder is its own): ``failed`` with the one-line reason, or
     ``interrupted``. A single run then exits with status 2 (bad input) or 3 (not completed);
     in a multirun the sweep goes on, except after a signal in the sweep's own process, which
-    stops the whole sweep. A job in a process of its own (SLURM, joblib) ends with its status
+    stops the whole sweep. A job in a process of its own (SLURM, side by side) ends with its status
     and hands the signal on (submitit then requeues it); a requeued SLURM job resumes
     (``resume=true``). Set ``HYDRA_FULL_ERROR=1`` for the traceback of a failure.
     """
     global _job_started
     _job_started = True
-    INTERRUPTS.install()  # a job in a process of its own (submitit, joblib) has no run_app
+    INTERRUPTS.install()  # a job in a process of its own (submitit, side_by_side) has no run_app
     if requeued():
         with open_dict(cfg):
             cfg.resume = True

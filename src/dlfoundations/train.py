@@ -184,7 +184,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     facts = {"lr": lr, "lr_base": float(cfg.optim.lr), "batch_size": datamodule.batch_size,
-             "global_batch_size": global_batch_size, "device": physical_device(trainer.strategy.root_device),
+             "global_batch_size": global_batch_size,
+             "device": physical_device(trainer.strategy.root_device),
              "cluster_environment": cluster_environment(trainer)}
 
     try:

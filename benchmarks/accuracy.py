@@ -1,6 +1,6 @@
 """Accuracy table: each model at its default config, 10 epochs, seed 0, the real test set.
 
-    python scripts/accuracy.py [--epochs 10] [--out outputs/accuracy]
+    python benchmarks/accuracy.py [--epochs 10] [--out outputs/accuracy]
 
 Each model is trained by `scripts/train.py` in its own process; the table is printed as
 Markdown and written to <out>/accuracy.json.

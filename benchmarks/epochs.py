@@ -1,7 +1,10 @@
-"""What the project's conveniences cost: full path vs Lightning's floor vs a bare PyTorch loop.
+"""Epoch benchmark: `python benchmarks/epochs.py [--quick] [--repeats 7] [--out FILE]`.
 
-Used by ``scripts/bench.py``. Every mode trains the same model class on the same in-memory
-batches with the same optimizer (``nolog`` is the full path without its logger); the modes
+What the project's conveniences cost: full path vs Lightning's floor vs a bare PyTorch loop,
+for softmax, mlp and lenet; the data path against torchvision's loader; and the time from
+process start to the first training step. Every mode trains the same model class on the
+same in-memory batches with the same optimizer (``nolog`` is the full path without its
+logger); the modes
 take turns, epoch by epoch (interleaved, in a rotating order), after ``WARMUP_EPOCHS`` each,
 and the median epoch time is reported. An epoch is the training steps and the validation pass
 that follows them, except for ``minimal`` (``MinimalModule`` under a barebones Trainer) and
@@ -10,7 +13,13 @@ that follows them, except for ``minimal`` (``MinimalModule`` under a barebones T
 
 from __future__ import annotations
 
+from dlfoundations.environment import hide_absent_gpus
+
+hide_absent_gpus()  # before torch is imported
+
+import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -35,7 +44,7 @@ from dlfoundations.models.base import LabModule
 from dlfoundations.optim import weight_decay_groups
 from dlfoundations.train import build_model, build_trainer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 #: epochs run before timing starts; on the 2-core machine the first two are still 25-60% slow
 WARMUP_EPOCHS = 2
 #: launches of ``scripts/train.py`` (and of ``import lightning``) timed for the start-up
@@ -243,9 +252,10 @@ def start_to_first_step(work_dir: Path) -> float:
     launched = time.time()
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train.py"), f"hydra.run.dir={work_dir}",
-         "+callbacks.first_step._target_=dlfoundations.benchmark.FirstStepClock",
+         "+callbacks.first_step._target_=benchmarks.epochs.FirstStepClock",
          "trainer.limit_val_batches=0", "trainer.limit_test_batches=1"],
         capture_output=True, text=True, check=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     return float(re.search(r"FIRST_STEP_AT (\d+\.\d+)", result.stdout).group(1)) - launched
 
@@ -300,3 +310,14 @@ def run(models: list[str], repeats: int, out: Path,
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 epochs each, softmax and mlp")
+    parser.add_argument("--repeats", type=int, default=7, help="measured epochs per mode")
+    parser.add_argument("--models", nargs="+", default=["softmax", "mlp", "lenet"])
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench.json")
+    args = parser.parse_args()
+    run(["softmax", "mlp"] if args.quick else args.models, 3 if args.quick else args.repeats,
+        args.out)
