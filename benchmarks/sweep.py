@@ -1,11 +1,12 @@
 """Sweep benchmark: `python benchmarks/sweep.py [--quick] [--repeats N] [--jobs-per-gpu 1 4 8]`.
 
 The README's 18-job sweep (6 optimizers x 3 batch sizes, softmax, 10 epochs) run one job after
-another (Hydra's default launcher) and side by side (``hydra/launcher=side_by_side``; with
-``--jobs-per-gpu``, once per number of jobs per GPU), the modes taking turns, each sweep a
-fresh ``scripts/train.py -m`` process. Per sweep: wall time, the per-job fixed cost (a job's
-wall time minus its training epochs, ``time/epoch_s``; so it holds set-up, the validation
-passes, the test and the writes) and training samples per second over the whole sweep.
+another (Hydra's default launcher, with torch's own thread count and with one thread) and side
+by side (``hydra/launcher=side_by_side``; with ``--jobs-per-gpu``, once per number of jobs per
+GPU), the modes taking turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep:
+wall time, the per-job fixed cost (a job's wall time minus its training epochs,
+``time/epoch_s``; so it holds set-up, the validation passes, the test and the writes) and
+training samples per second over the whole sweep.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ SWEEP = ("model=softmax", "optim=sgd,momentum,adagrad,rmsprop,adadelta,adam",
 QUICK = ("model=softmax", "optim=sgd,adam", "data.batch_size=256,1024", "trainer.max_epochs=1",
          "trainer.limit_train_batches=20", "trainer.limit_val_batches=2",
          "trainer.limit_test_batches=2")
+
+#: the launchers compared: one job after another with torch's own thread count (all cores)
+#: and with one thread (what a side-by-side job gets on a machine with as many cores as jobs)
+MODES = {"sequential": (), "sequential_1_thread": ("threads=1",),
+         "side_by_side": ("hydra/launcher=side_by_side",)}
 
 
 def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> dict[str, Any]:
@@ -54,9 +60,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="sweeps per mode, taking turns")
     parser.add_argument("--jobs-per-gpu", type=int, nargs="*", default=[],
                         help="side-by-side modes with this many jobs per GPU")
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_sweep.json")
     args = parser.parse_args()
-    modes = {"sequential": (), "side_by_side": ("hydra/launcher=side_by_side",)}
+    modes = {mode: MODES[mode] for mode in args.modes}
     for per_gpu in args.jobs_per_gpu:
         modes[f"side_by_side_{per_gpu}_per_gpu"] = ("hydra/launcher=side_by_side",
                                                     f"hydra.launcher.jobs_per_gpu={per_gpu}")
