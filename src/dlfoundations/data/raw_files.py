@@ -16,6 +16,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -177,9 +178,26 @@ def keep_uncompressed(paths: dict[str, Path], data_dir: str | Path) -> list[Path
     return [final for _, final in written]
 
 
+#: the verified tensors this process has read, by file, inode, size and change times: the jobs
+#: of a sweep that share a process read and check each file once
+_LOADED: dict[tuple[Any, ...], torch.Tensor] = {}
+
+
 def load_tensor(name: str, path: Path) -> torch.Tensor:
-    """The verified contents of one IDX file as a uint8 tensor of its declared shape."""
-    data = verified_bytes(name, path)
-    spec = FILES[name]
-    values = bytearray(memoryview(data)[spec.header_size:])  # one copy, writable for torch
-    return torch.frombuffer(values, dtype=torch.uint8).reshape(spec.shape)
+    """The verified contents of one IDX file as a uint8 tensor of its declared shape, read once
+    per process while the file is unchanged (``_LOADED``); callers index it, never write it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None  # verified_bytes says why in one sentence
+    key = ((name, path.resolve(), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+           if stat else None)
+    if key not in _LOADED:
+        data = verified_bytes(name, path)
+        spec = FILES[name]
+        values = bytearray(memoryview(data)[spec.header_size:])  # one copy, writable for torch
+        tensor = torch.frombuffer(values, dtype=torch.uint8).reshape(spec.shape)
+        if key is None:
+            return tensor
+        _LOADED[key] = tensor
+    return _LOADED[key]
