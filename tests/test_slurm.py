@@ -99,7 +99,8 @@ def diagnosis(log: Path, sweep_dir: Path) -> str:
         parts.append(f"{job_log.name}:\n{job_log.read_text()[-2000:]}")
     for command in (["squeue"], ["sinfo", "-R"]):
         parts.append(subprocess.run(command, capture_output=True, text=True).stdout)
-    controller_log = Path("/tmp/dlfoundations-slurm/slurmctld.log")
+    state = Path(os.environ.get("SLURM_CLUSTER_STATE", "/tmp/dlfoundations-slurm"))  # as the script
+    controller_log = state / "slurmctld.log"
     if controller_log.exists():
         parts.append("slurmctld.log:\n" + controller_log.read_text()[-2000:])
     return "\n".join(parts)

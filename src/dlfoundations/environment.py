@@ -1,4 +1,4 @@
-"""Process set-up that must happen before torch is imported."""
+"""Process set-up that must happen before torch is imported, and what it set up."""
 
 from __future__ import annotations
 
@@ -18,3 +18,12 @@ def hide_absent_gpus() -> bool:
         return False
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     return True
+
+
+def cuda_visible_devices() -> list[str] | None:
+    """The GPUs ``CUDA_VISIBLE_DEVICES`` names, as the machine numbers them; None where it is
+    not set (then every GPU is visible)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return None
+    return [device.strip() for device in visible.split(",") if device.strip()]

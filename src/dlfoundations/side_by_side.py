@@ -28,6 +28,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from omegaconf import DictConfig, open_dict
 
+from dlfoundations import run_folder
+from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, require
 
 #: how often the launcher looks at signals and at its workers while it waits, in seconds
@@ -45,9 +47,9 @@ class Slot:
 
 def visible_gpus() -> list[str]:
     """The GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` where set, else all of them."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = cuda_visible_devices()
     if visible is not None:
-        return [device.strip() for device in visible.split(",") if device.strip()]
+        return visible
     import torch
 
     return [str(index) for index in range(torch.cuda.device_count())]
@@ -192,7 +194,7 @@ def lost_job(sweep_config: DictConfig, exitcode: int | None) -> JobReturn:
            else f"exit status {exitcode}")
     reason = f"its worker process ended with {how}"
     print(f"job failed: {reason} ({run_dir})")
-    if (run_dir / ".claim").exists():
+    if (run_dir / run_folder.CLAIM_FILE).exists():
         record_failure(run_dir, {"status": "failed", "reason": reason})
     return JobReturn(overrides=list(sweep_config.hydra.overrides.task), cfg=sweep_config,
                      hydra_cfg=sweep_config, working_dir=str(run_dir),
@@ -227,9 +229,9 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     forwarded = 0
     try:
         while pending or busy:
-            if INTERRUPTS.count > forwarded:
+            while forwarded < INTERRUPTS.count:  # each signal once, a second one too
                 workers.signal(INTERRUPTS.received)
-                forwarded = INTERRUPTS.count
+                forwarded += 1
                 pending.clear()
             for slot in workers.slots:
                 if pending and slot.index not in busy:

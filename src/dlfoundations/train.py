@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from dlfoundations.callbacks import (
 from dlfoundations.callbacks.step_hooks import skip_unused_step_hooks
 from dlfoundations.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
 from dlfoundations.checks import check_run_config
+from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, require
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.optim import RUN_OPTIM_KEYS, scaled_lr
@@ -79,9 +79,9 @@ def physical_device(device: torch.device) -> str:
     """The device as the machine numbers it: ``cuda:3`` for a process that sees only GPU 3
     (``CUDA_VISIBLE_DEVICES=3``, as a side-by-side sweep's worker does), where torch says
     ``cuda:0``."""
-    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    visible = cuda_visible_devices() or []
     if device.type == "cuda" and device.index is not None and device.index < len(visible):
-        return f"cuda:{visible[device.index].strip()}"
+        return f"cuda:{visible[device.index]}"
     return str(device)
 
 

@@ -189,15 +189,16 @@ def load_tensor(name: str, path: Path) -> torch.Tensor:
     try:
         stat = path.stat()
     except OSError:
-        stat = None  # verified_bytes says why in one sentence
-    key = ((name, path.resolve(), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-           if stat else None)
+        return read_tensor(name, path)  # verified_bytes says why in one sentence
+    key = (name, path.resolve(), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if key not in _LOADED:
-        data = verified_bytes(name, path)
-        spec = FILES[name]
-        values = bytearray(memoryview(data)[spec.header_size:])  # one copy, writable for torch
-        tensor = torch.frombuffer(values, dtype=torch.uint8).reshape(spec.shape)
-        if key is None:
-            return tensor
-        _LOADED[key] = tensor
+        _LOADED[key] = read_tensor(name, path)
     return _LOADED[key]
+
+
+def read_tensor(name: str, path: Path) -> torch.Tensor:
+    """``verified_bytes`` of one IDX file as a uint8 tensor of its declared shape."""
+    data = verified_bytes(name, path)
+    spec = FILES[name]
+    values = bytearray(memoryview(data)[spec.header_size:])  # one copy, writable for torch
+    return torch.frombuffer(values, dtype=torch.uint8).reshape(spec.shape)
