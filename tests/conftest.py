@@ -37,26 +37,30 @@ def fashion_mnist(raw_paths: dict[str, Path]) -> FashionMNISTDataModule:
     return datamodule
 
 
-def run_script(script: str, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``scripts/<script>`` (or ``<folder>/<script>`` of the project) with Hydra overrides
-    in a subprocess from the project root."""
+def script_command(script: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run ``scripts/<script>`` (or ``<folder>/<script>`` of
+    the project) from the project root, unbuffered, without ``HYDRA_FULL_ERROR``."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, str(ROOT / script if "/" in script else ROOT / "scripts" / script),
-         *overrides],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-    )
+    path = ROOT / script if "/" in script else ROOT / "scripts" / script
+    return [sys.executable, str(path)], env
+
+
+def run_script(script: str, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a script (``script_command``) with Hydra overrides in a subprocess."""
+    command, env = script_command(script)
+    return subprocess.run([*command, *overrides], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def start_script(script: str, *overrides: str, log: Path) -> subprocess.Popen:
-    """Start ``scripts/<script>`` in the background, its output into ``log``, with Python's
-    SIGINT handling (a background child of a non-interactive shell would ignore SIGINT)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    env.pop("HYDRA_FULL_ERROR", None)
+    """Start a script (``script_command``) in the background, its output into ``log``, with
+    Python's SIGINT handling (a background child of a non-interactive shell would ignore
+    SIGINT)."""
+    command, env = script_command(script)
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / script), *overrides], cwd=ROOT, env=env,
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [*command, *overrides], cwd=ROOT, env=env, stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
 
 
