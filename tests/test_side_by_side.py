@@ -20,9 +20,9 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
 SMALL = ("model=mlp", "threads=1", "trainer.max_epochs=2", "trainer.limit_train_batches=10",
          "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
          "hydra.sweep.subdir=${hydra.job.num}")
-#: long enough (about 0.3 s an epoch here) for a signal sent after the first epoch to land in
-#: training
-LONG = ("model=mlp", "threads=1", "trainer.max_epochs=8", "trainer.limit_train_batches=60",
+#: long enough (about 0.3 s an epoch here) for a signal sent after the first epochs of two
+#: jobs started together to land in training
+LONG = ("model=mlp", "threads=1", "trainer.max_epochs=12", "trainer.limit_train_batches=60",
         "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
         "hydra.sweep.subdir=${hydra.job.num}")
 
@@ -98,8 +98,9 @@ def test_ctrl_c_stops_the_workers_jobs_and_resume_finishes_them(tmp_path: Path,
     command = ("-m", "optim=sgd,adam,momentum", *LONG, "hydra/launcher=side_by_side",
                "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}")
     sweep = start_script("train.py", *command, log=tmp_path / "sweep.log")
-    wait_for(lambda: (sweep_dir / "0" / "checkpoints" / "epoch00.ckpt").exists(),
-             "the first epoch", sweep)
+    # both workers in training (a worker still starting would end its job before it began)
+    wait_for(lambda: all((sweep_dir / job / "checkpoints" / "epoch00.ckpt").exists()
+                         for job in ("0", "1")), "the first epochs", sweep)
     sweep.send_signal(signal.SIGINT)
     assert sweep.wait(timeout=300) == 3, (tmp_path / "sweep.log").read_text()[-3000:]
     log = (tmp_path / "sweep.log").read_text()
@@ -108,7 +109,7 @@ def test_ctrl_c_stops_the_workers_jobs_and_resume_finishes_them(tmp_path: Path,
     assert sorted(stopped) == ["0", "1"]
     for metrics in stopped.values():
         assert metrics["status"] == "interrupted" and "SIGINT" in metrics["reason"]
-    assert (sweep_dir / "0" / "checkpoints" / "last.ckpt").is_file()  # "1" may be in set-up
+    assert all((sweep_dir / job / "checkpoints" / "last.ckpt").is_file() for job in stopped)
 
     resumed = run_script("train.py", *command, "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
