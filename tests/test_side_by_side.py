@@ -98,8 +98,9 @@ def test_ctrl_c_stops_the_workers_jobs_and_resume_finishes_them(tmp_path: Path,
     command = ("-m", "optim=sgd,adam,momentum", *LONG, "hydra/launcher=side_by_side",
                "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}")
     sweep = start_script("train.py", *command, log=tmp_path / "sweep.log")
-    # both workers in training (a worker still starting would end its job before it began)
-    wait_for(lambda: all((sweep_dir / job / "checkpoints" / "epoch00.ckpt").exists()
+    # both workers in training (a worker still starting would end its job before it began);
+    # last.ckpt stays, while epoch00.ckpt goes once a better epoch is saved
+    wait_for(lambda: all((sweep_dir / job / "checkpoints" / "last.ckpt").exists()
                          for job in ("0", "1")), "the first epochs", sweep)
     sweep.send_signal(signal.SIGINT)
     assert sweep.wait(timeout=300) == 3, (tmp_path / "sweep.log").read_text()[-3000:]
@@ -131,7 +132,7 @@ def test_a_dead_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Path,
                          "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2",
                          f"hydra.sweep.dir={sweep_dir}", log=tmp_path / "sweep.log")
     first = sweep_dir / "0"
-    wait_for(lambda: (first / "checkpoints" / "epoch00.ckpt").exists(), "the first epoch", sweep)
+    wait_for(lambda: (first / "checkpoints" / "last.ckpt").exists(), "the first epoch", sweep)
     os.kill(json.loads((first / ".claim").read_text())["pid"], signal.SIGKILL)
     assert sweep.wait(timeout=300) == 0, (tmp_path / "sweep.log").read_text()[-3000:]
     metrics = metrics_of(sweep_dir)

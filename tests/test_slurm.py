@@ -133,7 +133,7 @@ def test_a_job_stopped_at_its_time_limit_is_requeued_and_resumes(
     sweep, sweep_dir = start_sweep(tmp_path)
     job_dir = sweep_dir / "0"
     # 12 epochs: the signal, sent once the first epoch's checkpoint exists, lands in training
-    wait_for(lambda: (job_dir / "checkpoints" / "epoch00.ckpt").exists(), "the first epoch",
+    wait_for(lambda: (job_dir / "checkpoints" / "last.ckpt").exists(), "the first epoch",
              sweep)
     (job_id,) = slurm_job_ids()
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
@@ -155,7 +155,7 @@ def test_a_sweep_cancelled_with_scancel_resumes(slurm_cluster: None, tmp_path: P
     interrupted); the same command with resume=true submits them again and each continues to
     the numbers of a run never interrupted."""
     sweep, sweep_dir = start_sweep(tmp_path, "seed=0,0")  # two jobs, the reference's numbers
-    wait_for(lambda: all((sweep_dir / job / "checkpoints" / "epoch00.ckpt").exists()
+    wait_for(lambda: all((sweep_dir / job / "checkpoints" / "last.ckpt").exists()
                          for job in ("0", "1")), "the first epochs", sweep)
     subprocess.run(["scancel", *slurm_job_ids()], check=True)
     assert finished(sweep) == 0, diagnosis(tmp_path / "sweep.log", sweep_dir)
