@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,24 @@ def missing_piece(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+@contextmanager
+def service(script: str, needs: str) -> Iterator[str]:
+    """A service the tests bring up with ``scripts/<script> start`` (root and apt-get: it
+    installs Debian's packages when missing); yields what the script printed, and stops the
+    service by its PIDs (``stop``) afterwards."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        missing_piece(f"{needs} needs root and apt-get (scripts/{script})")
+    path = ROOT / "scripts" / script
+    started = subprocess.run(["bash", str(path), "start"], capture_output=True, text=True,
+                             timeout=600)
+    if started.returncode:
+        missing_piece(f"scripts/{script} failed: {started.stderr.strip()[-2000:]}")
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run(["bash", str(path), "stop"], check=False, timeout=60)
 
 
 @pytest.fixture

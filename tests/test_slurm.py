@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, missing_piece, run_script, start_script, wait_for
+from tests.conftest import run_script, service, start_script, wait_for
 
 #: one CPU thread everywhere, so that a job computes the same numbers on the cluster and here
 SMALL = ("model=mlp", "optim=sgd", "threads=1", "trainer.max_epochs=12",
@@ -27,15 +26,8 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
 @pytest.fixture(scope="module")
 def slurm_cluster() -> Iterator[None]:
     """The cluster of ``scripts/slurm_cluster.sh``, stopped (by its PIDs) after the tests."""
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        missing_piece("a SLURM cluster needs root and apt-get (scripts/slurm_cluster.sh)")
-    script = ROOT / "scripts" / "slurm_cluster.sh"
-    started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True,
-                             timeout=600)
-    if started.returncode:
-        missing_piece(f"scripts/slurm_cluster.sh failed: {started.stderr.strip()[-2000:]}")
-    yield
-    subprocess.run(["bash", str(script), "stop"], check=False, timeout=60)
+    with service("slurm_cluster.sh", "a SLURM cluster"):
+        yield
 
 
 def jobs_of(sweep_dir: Path) -> dict[str, dict]:

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from hydra.utils import get_class
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -133,17 +132,6 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path: Path
         assert {k: got[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}, job.name
 
 
-def test_optuna_search_reports_the_best_parameters(tmp_path: Path, raw_paths: dict) -> None:
-    sweep_dir, _ = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY)
-    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    assert set(results["best_params"]) == {"optim", "optim.lr", "data.batch_size",
-                                           "optim.weight_decay", "model.dropout"}
-    assert 0.1 < results["best_value"] <= 1
-    assert len(summary_rows(sweep_dir)) == 3
-    assert max(m["val/acc"] for m in job_metrics(sweep_dir).values()) == pytest.approx(
-        results["best_value"])
-
-
 def test_k_fold_sweep_reports_mean_and_std(tmp_path: Path, raw_paths: dict) -> None:
     sweep_dir, stdout = sweep(tmp_path, "data.num_folds=3", "data.fold=0,1,2", *TINY)
     assert len(summary_rows(sweep_dir)) == 3
@@ -157,8 +145,9 @@ def test_k_fold_sweep_reports_mean_and_std(tmp_path: Path, raw_paths: dict) -> N
      "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
     (["hydra/launcher=slurm_cpu", "trainer=ddp_cpu"], "launcher",
      "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
-    (["hparams_search=optuna"], "sweeper",
-     "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"),
+    (["hparams_search=mlp"], "sweeper", "hydra_plugins.dlfoundations_search.sweeper.SearchSweeper"),
+    (["hparams_search=lenet"], "sweeper",
+     "hydra_plugins.dlfoundations_search.sweeper.SearchSweeper"),
 ])
 def test_launcher_and_sweeper_configs_compose(overrides: list[str], node: str,
                                               target: str) -> None:

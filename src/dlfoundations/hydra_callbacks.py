@@ -65,8 +65,11 @@ class OutputFolderCheck(Callback):
 
 
 class SweepSummary(Callback):
-    """On multirun end: summary.csv, summary.md and curves.png in the sweep folder, printed."""
+    """On multirun end: summary.csv, summary.md and curves.png in the sweep folder, printed
+    (a search, ``hparams_search=...``, summarises its study itself)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("search") is not None:
+            return
         sweep_dir = Path(config.hydra.sweep.dir)
         print(f"\nSweep summary ({sweep_dir}):\n\n{write_summary(sweep_dir)}")

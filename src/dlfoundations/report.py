@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 #: columns of the summary besides the monitored metric, its test counterpart and extras
-COLUMNS = ("status", "best_epoch", "lr", "global_batch_size", "wall_time_s", "reason")
+COLUMNS = ("status", "epochs", "best_epoch", "lr", "global_batch_size", "wall_time_s", "reason")
 DEFAULT_REPORT: dict[str, Any] = {
     "figures": [{"name": "curves", "tags": ["val/loss", "val/acc"], "x": "epoch"}],
     "columns": [], "epoch_table": [],
@@ -140,24 +140,24 @@ def table_rows(jobs: list[Job], extra: list[str]) -> tuple[list[str], list[list[
     return header, rows
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |"
                     for row in rows]
 
 
 def markdown(jobs: list[Job], config: dict[str, Any], folds: list[dict[str, Any]]) -> str:
-    lines = _markdown_table(*table_rows(jobs, list(config["columns"])))
+    lines = markdown_table(*table_rows(jobs, list(config["columns"])))
     if folds:
         lines += ["", "Cross-validation:", ""]
-        lines += _markdown_table(["setting", "metric", "folds", "mean ± std"], [
+        lines += markdown_table(["setting", "metric", "folds", "mean ± std"], [
             [f["setting"], f["metric"], str(f["folds"]), f"{f['mean']:.4f} ± {f['std']:.4f}"]
             for f in folds])
     for tag in config["epoch_table"]:
         epochs = max((len(job.curves.get(tag, [])) for job in jobs), default=0)
         if epochs:
             lines += ["", f"{tag} per epoch:", ""]
-            lines += _markdown_table(["job", *(str(e) for e in range(1, epochs + 1))], [
+            lines += markdown_table(["job", *(str(e) for e in range(1, epochs + 1))], [
                 [job.name, *(_cell(value) for _, value in job.curves.get(tag, []))]
                 for job in jobs])
     return "\n".join(lines) + "\n"

@@ -39,7 +39,7 @@ from dlfoundations.run_folder import read_metrics, write_metrics, write_text
 from dlfoundations.tensorboard_logger import RunTensorBoardLogger
 
 #: statuses of a run that ``resume=true`` reports as they are, without training again
-FINISHED = ("completed", "diverged", "failed")
+FINISHED = ("completed", "pruned", "diverged", "failed")
 
 
 def in_multirun() -> bool:
@@ -62,6 +62,22 @@ def check_processes_are_safe(trainer: L.Trainer) -> None:
             "would re-run the whole sweep for each extra process; run each job on its own, use "
             "trainer.strategy=ddp_spawn, or launch the sweep with hydra/launcher=slurm."
         )
+
+
+class TrialPruned(Exception):
+    """The study's pruner stopped this run (a trial of a search) after an epoch."""
+
+
+def search_trial(cfg: DictConfig, run_dir: Path) -> L.Callback | None:
+    """The pruning callback of a run that is a trial of a search (``search.trial`` set by the
+    search sweeper; its study is stored in the sweep folder unless ``search.storage`` names
+    one); None for any other run."""
+    search = cfg.get("search")
+    if not search or search.get("trial") is None:
+        return None
+    from dlfoundations.search.pruning import TrialPruning  # optuna only where a search runs
+
+    return TrialPruning(search, run_dir.parent, cfg.monitor.metric)
 
 
 def cluster_environment(trainer: L.Trainer) -> str:
@@ -175,7 +191,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     history = ValidationHistory()
-    trainer = build_trainer(cfg, history)
+    pruning = search_trial(cfg, run_dir)
+    trainer = build_trainer(cfg, history, *([pruning] if pruning else []))
     check_processes_are_safe(trainer)
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
@@ -192,11 +209,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         val = history.best(cfg.monitor.metric, cfg.monitor.mode)
+        if pruning and pruning.pruned_at:
+            raise TrialPruned(pruning.reason())
         test = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
                             verbose=False)[0]
         metrics = {**val, **{key: float(value) for key, value in test.items()}, **model.report(),
                    **facts, "best_epoch": val.get("epoch"), "best_checkpoint": best,
                    "status": "completed"}
+    except TrialPruned as err:  # the best epoch's numbers, not tested
+        metrics = {**val, **facts, "best_epoch": val.get("epoch"), "best_checkpoint": best,
+                   "status": "pruned", "reason": str(err)}
     except (TrainingDiverged, RunInterrupted) as err:
         status = "diverged" if isinstance(err, TrainingDiverged) else "interrupted"
         metrics = {**history.last(), **facts, "status": status, "reason": str(err)}

@@ -1,0 +1,1 @@
+"""dlfoundations' Optuna sweeper: a search that prunes and resumes (``hydra/sweeper=search``)."""
