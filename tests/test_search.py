@@ -96,6 +96,30 @@ def test_a_killed_search_resumes_to_n_trials_and_a_finished_one_is_reported(
     assert [t.params for t in expected] == [t.params for t in trials[:3]]
 
 
+def test_ctrl_c_stops_a_search_and_its_trial_is_re_tried(tmp_path: Path,
+                                                         raw_paths: dict) -> None:
+    search = (*SMALL, "hydra.sweeper.n_trials=3", "trainer.max_epochs=20",
+              f"paths.output_root={tmp_path}")
+    sweep_dir = tmp_path / "searches" / "mlp"
+    process = start_script("train.py", *search, log=tmp_path / "first.log")
+    wait_for(lambda: (sweep_dir / "trial_0" / "checkpoints" / "last.ckpt").is_file(),
+             "trial 0 to train", process)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 3, (tmp_path / "first.log").read_text()[-3000:]
+    assert json.loads((sweep_dir / "trial_0" / "metrics.json").read_text())[
+        "status"] == "interrupted"
+    (stopped, queued) = load(sweep_dir).trials
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["status"] == "interrupted"
+    assert queued.state == TrialState.WAITING and queued.user_attrs[RETRY_OF] == 0
+    assert "Study mlp: 0 of 3 trials" in (sweep_dir / "summary.md").read_text()
+
+    resumed = run_script("train.py", *search)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = load(sweep_dir).trials
+    assert [t.number for t in counted(trials)] == [1, 2, 3]
+    assert trials[1].params == stopped.params and trials[1].user_attrs[RETRY_OF] == 0
+
+
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A PostgreSQL server of ``scripts/postgres_server.sh``: its storage URL."""
@@ -107,8 +131,10 @@ def test_two_sweepers_share_one_postgresql_study(tmp_path: Path, raw_paths: dict
                                                  postgres: str) -> None:
     search = (*SMALL, "hydra.sweeper.n_trials=6", f"hydra.sweeper.storage='{postgres}'",
               f"paths.output_root={tmp_path}")
-    sweepers = [start_script("train.py", *search, log=tmp_path / f"sweeper{i}.log")
-                for i in range(2)]
+    side_by_side = ("hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2",
+                    "hydra.sweeper.n_jobs=2")  # the second sweeper runs 2 trials at a time
+    sweepers = [start_script("train.py", *search, *extra, log=tmp_path / f"sweeper{i}.log")
+                for i, extra in enumerate([(), side_by_side])]
     for index, process in enumerate(sweepers):
         assert process.wait(timeout=600) == 0, (tmp_path / f"sweeper{index}.log").read_text()[
             -3000:]

@@ -110,11 +110,14 @@ class Search:
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.sweeper.hydra_context, task_function=self.sweeper.task_function,
             config=self.config)
-        with self.heartbeat.running():
-            while (batch := self.ask(space)):
-                self.launch(launcher, batch, fixed)
-        print(write_study_summary(self.study, self.sweep_dir, self.config.monitor.metric,
-                                  self.n_trials, fixed), end="")
+        try:
+            with self.heartbeat.running():
+                while (batch := self.ask(space)):
+                    self.launch(launcher, batch, fixed)
+        finally:  # also when a signal stopped the sweep: the study as it stands
+            summary = write_study_summary(self.study, self.sweep_dir,
+                                          self.config.monitor.metric, self.n_trials, fixed)
+        print(summary, end="")
 
     def ask(self, space: dict[str, Any]) -> list[Trial]:
         """Up to ``n_jobs`` new trials within the budget, with their parameters."""
