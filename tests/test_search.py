@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from hydra.utils import instantiate
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -52,6 +53,37 @@ def test_the_presets_declare_their_search_spaces() -> None:
     with pytest.raises(UserError, match=r"hydra.sweeper.params.optim.lr=0.1 is not a search "
                                         r"dimension; allowed are choice"):
         search_space({"optim.lr": 0.1}, [])
+
+
+@pytest.mark.parametrize(("pruner", "kind"), [
+    ("median", optuna.pruners.MedianPruner),
+    ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
+    ("hyperband", optuna.pruners.HyperbandPruner), ("none", optuna.pruners.NopPruner)])
+def test_each_pruner_and_sampler_config_builds_its_optuna_class(pruner: str, kind: type) -> None:
+    cfg = compose_train("hparams_search=mlp", f"hydra/sweeper/pruner={pruner}", hydra=True)
+    assert isinstance(instantiate(cfg.hydra.sweeper.pruner), kind)
+    for sampler, kind in (("tpe", optuna.samplers.TPESampler),
+                          ("random", optuna.samplers.RandomSampler)):
+        cfg = compose_train("hparams_search=lenet", f"hydra/sweeper/sampler={sampler}",
+                            hydra=True)
+        assert isinstance(instantiate(cfg.hydra.sweeper.sampler, seed=1), kind)
+
+
+@pytest.mark.parametrize(("override", "sentence"), [
+    ("hydra.sweeper.storage=nosuchdb://host/db",
+     "error: hydra.sweeper.storage='nosuchdb://host/db' cannot hold the study ("),
+    ("hydra.sweeper.n_trials=0",
+     "error: hydra.sweeper.n_trials=0 is not allowed: hydra.sweeper.n_trials must be a whole "
+     "number of at least 1."),
+    ("+hydra.sweeper.params.seed=5",
+     "error: hydra.sweeper.params.seed=5 is not a search dimension; allowed are choice("),
+])
+def test_a_bad_search_setting_is_refused_in_one_sentence(tmp_path: Path, override: str,
+                                                        sentence: str) -> None:
+    result = run_script("train.py", *SMALL, override, f"paths.output_root={tmp_path}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert sentence in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("searches/*/trial_*"))
 
 
 def test_a_killed_search_resumes_to_n_trials_and_a_finished_one_is_reported(

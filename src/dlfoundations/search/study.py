@@ -36,8 +36,10 @@ def open_storage(url: str, heartbeat_interval: int | None = None,
     to it at every epoch). With a heartbeat, a trial whose sweeper stops beating for
     ``grace_period`` seconds is stale (``recover``)."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
-                      grace_period=grace_period)
+    with warnings.catch_warnings():  # the heartbeat arguments are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
+                          grace_period=grace_period)
 
 
 def worker_id() -> str:

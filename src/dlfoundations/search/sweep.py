@@ -22,9 +22,10 @@ from hydra.core.plugins import Plugins
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from dlfoundations.cli import refuse
-from dlfoundations.errors import UserError, require
+from dlfoundations.errors import UserError, first_line, require
 from dlfoundations.run_folder import read_metrics
 from dlfoundations.search import study as studies
 from dlfoundations.search.space import search_space, suggest
@@ -62,6 +63,7 @@ class Search:
     """One sweeper's part in a study (see the module)."""
 
     def __init__(self, sweeper: Any) -> None:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweeper says what happens
         settings, config = sweeper.settings, sweeper.config
         self.sweeper, self.config = sweeper, config
         for key in ("n_trials", "n_jobs", "heartbeat_interval", "grace_period"):
@@ -79,11 +81,19 @@ class Search:
         self.sampler, self.seed = settings["sampler"], config.get("seed")
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.url = studies.storage_url(settings["storage"], self.sweep_dir)
-        self.storage = studies.open_storage(self.url, settings["heartbeat_interval"],
-                                            settings["grace_period"])
         self.study_name = str(settings["study_name"])
-        self.study = optuna.create_study(study_name=self.study_name, storage=self.storage,
-                                         direction=direction, load_if_exists=True)
+        try:
+            self.sweep_dir.mkdir(parents=True, exist_ok=True)
+            self.storage = studies.open_storage(self.url, settings["heartbeat_interval"],
+                                                settings["grace_period"])
+            self.study = optuna.create_study(study_name=self.study_name, storage=self.storage,
+                                             direction=direction, load_if_exists=True)
+        except (SQLAlchemyError, ImportError, ValueError, OSError) as err:
+            raise UserError(f"hydra.sweeper.storage={self.url!r} cannot hold the study "
+                            f"({first_line(err)}); give a database URL that this machine "
+                            "reaches, e.g. sqlite:///path/study.db or "
+                            "postgresql://user@host/db, or null for study.db in the sweep "
+                            "folder.") from err
         require(self.study.direction.name.lower() == direction, "hydra.sweeper.direction",
                 direction, f"{self.study.direction.name.lower()}, the direction of study "
                 f"{self.study_name} in {self.url}")
@@ -96,7 +106,6 @@ class Search:
         """Run trials until the study holds ``n_trials``; then write and print its summary."""
         try:
             space, fixed = search_space(self.params, arguments)
-            self.sweep_dir.mkdir(parents=True, exist_ok=True)
         except UserError as err:
             refuse(err)
         gone = studies.recover(self.study)
