@@ -25,6 +25,10 @@ start() {
   if [ -z "$(bin_dir)" ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    # Debian's package may start its own default cluster: stop it by the PID it recorded
+    for pid_file in /var/run/postgresql/*.pid; do
+      [ -f "$pid_file" ] && kill -INT "$(head -n 1 "$pid_file")" 2>/dev/null || true
+    done
   fi
   bin=$(bin_dir)
   stop
