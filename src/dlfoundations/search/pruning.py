@@ -20,7 +20,8 @@ from dlfoundations.search.study import open_storage, storage_url
 class TrialPruning(L.Callback):
     """Reports ``monitor`` at each epoch's end to trial ``search.trial`` of study
     ``search.study_name`` (stored at ``search.storage``, or in ``sweep_dir``) and sets
-    ``trainer.should_stop`` once ``search.pruner`` prunes it (rank 0 asks; all ranks stop).
+    ``trainer.should_stop`` once ``search.pruner`` prunes it (rank 0 asks; all ranks stop). A
+    trial that reached its last epoch completes: pruning it then would save nothing.
 
     ``pruned_at``: the epochs trained when pruned (None: not pruned)."""
 
@@ -51,7 +52,9 @@ class TrialPruning(L.Callback):
             if value is not None and math.isfinite(float(value)):
                 self.value = float(value)
                 self.trial.report(self.value, step=trainer.current_epoch)
-                prune = self.trial.should_prune()
+                last = trainer.max_epochs is not None and \
+                    trainer.current_epoch + 1 >= trainer.max_epochs
+                prune = not last and self.trial.should_prune()  # at the end it saves nothing
         if trainer.strategy.broadcast(prune, src=0):
             self.pruned_at = trainer.current_epoch + 1
             trainer.should_stop = True
