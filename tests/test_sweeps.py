@@ -43,7 +43,7 @@ def test_lr_scaling_rules() -> None:
 
 
 def test_two_by_two_sweep_summarises_four_jobs(tmp_path: Path, raw_paths: dict) -> None:
-    sweep_dir, stdout = sweep(tmp_path, "optim.lr_scaling=sqrt,linear",
+    sweep_dir, stdout = sweep(tmp_path, "lr_scaling.rule=sqrt,linear",
                               "data.batch_size=64,1024", *TINY)
     jobs = job_metrics(sweep_dir)
     assert len(jobs) == 4
@@ -53,11 +53,11 @@ def test_two_by_two_sweep_summarises_four_jobs(tmp_path: Path, raw_paths: dict) 
     assert [float(r["val/acc"]) for r in rows] == sorted(
         (float(r["val/acc"]) for r in rows), reverse=True)
     assert (sweep_dir / "curves.png").stat().st_size > 10_000
-    assert "| optim.lr_scaling=sqrt,data.batch_size=64 |" in stdout
+    assert "| lr_scaling.rule=sqrt,data.batch_size=64 |" in stdout
 
     def lr(rule: str, batch: int) -> float:
         (metrics,) = [m for name, m in jobs.items()
-                      if f"optim.lr_scaling={rule}" in name and f"data.batch_size={batch}," in name]
+                      if f"lr_scaling.rule={rule}" in name and f"data.batch_size={batch}," in name]
         return metrics["lr"]
 
     assert lr("sqrt", 1024) / lr("sqrt", 64) == pytest.approx(4)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlfoundations.errors import UserError, require
 from dlfoundations.models.base import GRADIENTS
-from dlfoundations.optim import RUN_OPTIM_KEYS, scaled_lr
+from dlfoundations.optim import scaled_lr
 
 Rule = tuple[Callable[[Any], bool], str]
 
@@ -90,10 +90,8 @@ def check_optim_and_scheduler(cfg: DictConfig) -> None:
     """Every key of ``optim`` and ``scheduler`` by rule, then both built once for real."""
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     check_keys("optim", optim, OPTIM_RULES)
-    scaled_lr(optim["lr"], optim["base_batch_size"], optim["base_batch_size"],
-              optim["lr_scaling"])
-    for key in RUN_OPTIM_KEYS:
-        optim.pop(key)
+    scaling = OmegaConf.to_container(cfg.lr_scaling, resolve=True)
+    scaled_lr(optim["lr"], scaling["base_batch_size"], **scaling)
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = _dry_build("optim", optim, lambda: instantiate(optim)([{"params": [weight]}]))
     if cfg.get("scheduler"):

@@ -13,14 +13,12 @@ from dlfoundations.errors import require
 #: p in lr_eff = lr * (B / base_batch_size) ** p
 LR_SCALING_POWER: dict[str, float] = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}
 
-#: keys of the ``optim`` group that belong to the run, not to the torch optimizer
-RUN_OPTIM_KEYS = ("base_batch_size", "lr_scaling")
-
 OptimizerFactory = Callable[[list[dict]], torch.optim.Optimizer]
 
 
-def scaled_lr(lr: float, global_batch_size: int, base_batch_size: int, lr_scaling: str) -> float:
-    """lr_eff = lr * (B / base_batch_size) ** p, p = 1/2 (sqrt), 1 (linear) or 0 (none).
+def scaled_lr(lr: float, global_batch_size: int, base_batch_size: int, rule: str) -> float:
+    """lr_eff = lr * (B / base_batch_size) ** p, p = 1/2 (sqrt), 1 (linear) or 0 (none): the
+    run's ``lr_scaling`` node.
 
     ``lr`` is the rate tuned at ``base_batch_size``; B is the global batch size
     (per-device batch x devices x nodes x gradient accumulation).
@@ -28,10 +26,10 @@ def scaled_lr(lr: float, global_batch_size: int, base_batch_size: int, lr_scalin
     require(isinstance(lr, int | float) and 0 < lr < math.inf, "optim.lr", lr,
             "a finite number above 0")
     require(isinstance(base_batch_size, int) and base_batch_size >= 1,
-            "optim.base_batch_size", base_batch_size, "an integer of at least 1")
-    require(lr_scaling in LR_SCALING_POWER, "optim.lr_scaling", lr_scaling,
+            "lr_scaling.base_batch_size", base_batch_size, "an integer of at least 1")
+    require(rule in LR_SCALING_POWER, "lr_scaling.rule", rule,
             f"one of {', '.join(LR_SCALING_POWER)}")
-    return float(lr) * (global_batch_size / base_batch_size) ** LR_SCALING_POWER[lr_scaling]
+    return float(lr) * (global_batch_size / base_batch_size) ** LR_SCALING_POWER[rule]
 
 
 def weight_decay_groups(model: nn.Module) -> list[dict]:

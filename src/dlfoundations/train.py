@@ -33,7 +33,7 @@ from dlfoundations.checks import check_run_config
 from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, require
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
-from dlfoundations.optim import RUN_OPTIM_KEYS, scaled_lr
+from dlfoundations.optim import scaled_lr
 from dlfoundations.profiler import NullProfiler
 from dlfoundations.run_folder import read_metrics, write_metrics, write_text
 from dlfoundations.tensorboard_logger import RunTensorBoardLogger
@@ -120,11 +120,10 @@ def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningMod
     """The model of ``cfg.model`` with its initialiser, optimizer at the effective learning
     rate, and scheduler."""
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    scaling = {key: optim.pop(key) for key in RUN_OPTIM_KEYS}
     weight_decay = optim.get("weight_decay", 0.0)
     require(isinstance(weight_decay, int | float) and weight_decay >= 0,
             "optim.weight_decay", weight_decay, "a number of at least 0")
-    lr = scaled_lr(optim["lr"], global_batch_size, **scaling)
+    lr = scaled_lr(optim["lr"], global_batch_size, **cfg.lr_scaling)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     model = instantiate(cfg.model, init=OmegaConf.to_container(cfg.init), _convert_="all",
                         optimizer=instantiate(optim, lr=lr), scheduler=scheduler)
@@ -251,7 +250,7 @@ def hyperparameters(cfg: DictConfig, lr: float, global_batch_size: int) -> dict[
     """The flat hyperparameters of a run, for the HParams view."""
     params = {
         f"{group}/{key}": value
-        for group in ("model", "optim", "data", "init")
+        for group in ("model", "optim", "data", "init", "lr_scaling")
         for key, value in OmegaConf.to_container(cfg[group], resolve=True).items()
         if isinstance(value, int | float | str | bool) and key != "_partial_"
     }
