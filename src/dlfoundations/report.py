@@ -125,7 +125,8 @@ def cross_validation(jobs: list[Job]) -> list[dict[str, Any]]:
     return rows
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A table cell: floats to 4 significant digits, None empty."""
     if isinstance(value, float):
         return f"{value:.4g}"
     return "" if value is None else str(value)
@@ -135,8 +136,8 @@ def table_rows(jobs: list[Job], extra: list[str]) -> tuple[list[str], list[list[
     metrics = list(dict.fromkeys(
         key for job in jobs for key in (job.monitor, job.monitor.replace("val/", "test/"))))
     header = ["job", *metrics, *extra, *COLUMNS]
-    rows = [[job.name, *(_cell(job.metrics.get(key)) for key in [*metrics, *extra]),
-             *(_cell(job.metrics.get(c)) for c in COLUMNS)] for job in jobs]
+    rows = [[job.name, *(cell(job.metrics.get(key)) for key in [*metrics, *extra]),
+             *(cell(job.metrics.get(c)) for c in COLUMNS)] for job in jobs]
     return header, rows
 
 
@@ -158,7 +159,7 @@ def markdown(jobs: list[Job], config: dict[str, Any], folds: list[dict[str, Any]
         if epochs:
             lines += ["", f"{tag} per epoch:", ""]
             lines += markdown_table(["job", *(str(e) for e in range(1, epochs + 1))], [
-                [job.name, *(_cell(value) for _, value in job.curves.get(tag, []))]
+                [job.name, *(cell(value) for _, value in job.curves.get(tag, []))]
                 for job in jobs])
     return "\n".join(lines) + "\n"
 

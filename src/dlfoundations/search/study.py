@@ -61,12 +61,17 @@ def alive_here(worker: str) -> bool | None:
     return True
 
 
+def retried(trials: Iterable[FrozenTrial]) -> set[int]:
+    """The numbers of the trials whose parameters were queued again in another trial."""
+    return {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
+
+
 def counted(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """The trials that count toward ``n_trials``: asked for (not waiting in the queue), not
     re-tried in another trial, not surplus."""
     trials = list(trials)
-    retried = {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
-    return [t for t in trials if t.state != TrialState.WAITING and t.number not in retried
+    again = retried(trials)
+    return [t for t in trials if t.state != TrialState.WAITING and t.number not in again
             and not t.user_attrs.get(SURPLUS)]
 
 
@@ -89,10 +94,10 @@ def recover(study: optuna.Study) -> list[int]:
         optuna.storages.fail_stale_trials(study)  # stale -> FAIL; re-queued below
     gone = []
     trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
+    again = retried(trials)
     for trial in trials:
         worker = trial.user_attrs.get(WORKER, "")
-        if trial.number in retried or trial.user_attrs.get(SURPLUS):
+        if trial.number in again or trial.user_attrs.get(SURPLUS):
             continue
         stale = trial.state == TrialState.FAIL and "status" not in trial.user_attrs
         dead = trial.state == TrialState.RUNNING and alive_here(worker) is False

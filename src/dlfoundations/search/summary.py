@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dlfoundations.report import markdown_table
+from dlfoundations.report import cell, markdown_table
 from dlfoundations.run_folder import write_text
 from dlfoundations.search.study import RETRY_OF, counted
-
-
-def _value(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else "" if value is None else str(value)
 
 
 def best_command(trial: FrozenTrial, prefix: list[str]) -> str:
@@ -36,23 +31,23 @@ def tables(trials: list[FrozenTrial], metric: str, maximize: bool) -> list[str]:
     lines = ["Completed trials, best first:", ""]
     lines += markdown_table(
         ["rank", "trial", metric, test, "epochs", *names],
-        [[str(rank), str(t.number), _value(t.value), _value(t.user_attrs.get(test)),
-          _value(t.user_attrs.get("epochs")), *(_value(t.params.get(n)) for n in names)]
+        [[str(rank), str(t.number), cell(t.value), cell(t.user_attrs.get(test)),
+          cell(t.user_attrs.get("epochs")), *(cell(t.params.get(n)) for n in names)]
          for rank, t in enumerate(completed, 1)])
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     if pruned:
         lines += ["", "Pruned trials:", ""]
         lines += markdown_table(
             ["trial", "stopped after epoch", f"{metric} then", *names],
-            [[str(t.number), _value(t.user_attrs.get("epochs")), _value(t.value),
-              *(_value(t.params.get(n)) for n in names)] for t in pruned])
+            [[str(t.number), cell(t.user_attrs.get("epochs")), cell(t.value),
+              *(cell(t.params.get(n)) for n in names)] for t in pruned])
     failed = [t for t in trials if t.state == TrialState.FAIL]
     if failed:
         lines += ["", "Failed trials:", ""]
         lines += markdown_table(
             ["trial", "status", "epochs", "reason"],
             [[str(t.number), str(t.user_attrs.get("status", "failed")),
-              _value(t.user_attrs.get("epochs")), str(t.user_attrs.get("reason", ""))]
+              cell(t.user_attrs.get("epochs")), str(t.user_attrs.get("reason", ""))]
              for t in failed])
     return lines
 
