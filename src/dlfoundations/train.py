@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -38,6 +38,9 @@ from dlfoundations.profiler import NullProfiler
 from dlfoundations.run_folder import read_metrics, write_metrics, write_text
 from dlfoundations.tensorboard_logger import RunTensorBoardLogger
 
+if TYPE_CHECKING:
+    from dlfoundations.search.pruning import TrialPruning
+
 #: statuses of a run that ``resume=true`` reports as they are, without training again
 FINISHED = ("completed", "pruned", "diverged", "failed")
 
@@ -64,11 +67,7 @@ def check_processes_are_safe(trainer: L.Trainer) -> None:
         )
 
 
-class TrialPruned(Exception):
-    """The study's pruner stopped this run (a trial of a search) after an epoch."""
-
-
-def search_trial(cfg: DictConfig, run_dir: Path) -> L.Callback | None:
+def search_trial(cfg: DictConfig, run_dir: Path) -> TrialPruning | None:
     """The pruning callback of a run that is a trial of a search (``search.trial`` set by the
     search sweeper; its study is stored in the sweep folder unless ``search.storage`` names
     one); None for any other run."""
@@ -208,16 +207,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         val = history.best(cfg.monitor.metric, cfg.monitor.mode)
-        if pruning and pruning.pruned_at:
-            raise TrialPruned(pruning.reason())
-        test = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
-                            verbose=False)[0]
-        metrics = {**val, **{key: float(value) for key, value in test.items()}, **model.report(),
-                   **facts, "best_epoch": val.get("epoch"), "best_checkpoint": best,
-                   "status": "completed"}
-    except TrialPruned as err:  # the best epoch's numbers, not tested
-        metrics = {**val, **facts, "best_epoch": val.get("epoch"), "best_checkpoint": best,
-                   "status": "pruned", "reason": str(err)}
+        metrics = {**val, **facts, "best_epoch": val.get("epoch"), "best_checkpoint": best}
+        if pruning and pruning.pruned_at:  # the best epoch's numbers, not tested
+            metrics.update(status="pruned", reason=pruning.reason())
+        else:
+            test = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
+                                verbose=False)[0]
+            metrics.update({key: float(value) for key, value in test.items()},
+                           **model.report(), status="completed")
     except (TrainingDiverged, RunInterrupted) as err:
         status = "diverged" if isinstance(err, TrainingDiverged) else "interrupted"
         metrics = {**history.last(), **facts, "status": status, "reason": str(err)}
