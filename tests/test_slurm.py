@@ -67,6 +67,10 @@ def release(job_id: str, sweep: subprocess.Popen, seconds: float = 300) -> None:
     two minutes, and sets that hold again once the job has finished COMPLETING: so set the
     start time again until the job leaves PENDING."""
     deadline = time.monotonic() + seconds
+    # Released within 0.1 s of its requeue, a job was started while its previous run's
+    # credential was being revoked, and SLURM killed it ("Job credential revoked"): let the
+    # previous run end on the node first.
+    time.sleep(5)
     while "PENDING" in job_state(job_id) and sweep.poll() is None:
         subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
                        capture_output=True)
