@@ -10,7 +10,9 @@ sweepers racing for the last trial; ``surplus``): each trial number runs once.
 from __future__ import annotations
 
 import os
+import random
 import socket
+import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 #: user attributes the sweeper sets on a trial
 WORKER, RETRY_OF, SURPLUS = "worker", "retry_of", "surplus"
@@ -31,15 +34,28 @@ def storage_url(storage: str | None, sweep_dir: str | Path) -> str:
 
 
 def open_storage(url: str, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None) -> RDBStorage:
+                 grace_period: int | None = None, attempts: int = 5) -> RDBStorage:
     """The RDB storage at ``url``; SQLite waits up to 60 s for a lock (jobs side by side write
     to it at every epoch). With a heartbeat, a trial whose sweeper stops beating for
-    ``grace_period`` seconds is stale (``recover``)."""
+    ``grace_period`` seconds is stale (``recover``).
+
+    Sweepers started together on a new PostgreSQL database race to create Optuna's tables,
+    and PostgreSQL's ``CREATE TABLE IF NOT EXISTS`` lets the losers fail with a unique
+    violation; opening again finds the tables made, so a losing sweeper retries."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    with warnings.catch_warnings():  # the heartbeat arguments are marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
-                          grace_period=grace_period)
+
+    def storage() -> RDBStorage:
+        with warnings.catch_warnings():  # the heartbeat arguments are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
+                              grace_period=grace_period)
+
+    for _ in range(attempts - 1):
+        try:
+            return storage()
+        except (IntegrityError, ProgrammingError):
+            time.sleep(0.2 + random.random())
+    return storage()
 
 
 def worker_id() -> str:
