@@ -5,7 +5,7 @@ another (Hydra's default launcher, with torch's own thread count and with one th
 by side (``hydra/launcher=side_by_side``; with ``--jobs-per-gpu``, once per number of jobs per
 GPU), the modes taking turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep:
 wall time, the per-job fixed cost (a job's wall time minus its training epochs,
-``time/epoch_s``; so it holds set-up, the validation passes, the test and the writes) and
+``train/epoch_s``; so it holds set-up, the validation passes, the test and the writes) and
 training samples per second over the whole sweep.
 """
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dlfoundations.report import find_jobs
+from dlfoundations.reporting.jobs import find_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> 
                    cwd=ROOT, check=True, capture_output=True)
     wall = time.perf_counter() - started
     jobs = find_jobs(folder)
-    training = [sum(value for _, value in job.curves.get("time/epoch_s", [])) for job in jobs]
+    training = [sum(value for _, value in job.curves.get("train/epoch_s", [])) for job in jobs]
     fixed = [job.metrics["wall_time_s"] - seconds
              for job, seconds in zip(jobs, training, strict=True)]
     samples = sum(job.metrics["global_step"] * job.metrics["global_batch_size"] for job in jobs)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from dlfoundations.report import write_summary
+from dlfoundations.reporting.summary import write_summary
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

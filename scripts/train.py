@@ -8,15 +8,18 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from dlfoundations.cli import run_app, run_job  # noqa: E402
-from dlfoundations.train import train  # noqa: E402
+from dlfoundations.console import in_multirun, say  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    from dlfoundations.train import train  # torch and Lightning: not needed for --help
+
     metrics = run_job(train, cfg)
     finals = [f"{key} {value:.4g}" for key, value in sorted(metrics.items())
               if key.startswith(("test/", "val/"))]
-    print(f"{metrics['status']}: {'  '.join(finals)}  run folder {cfg.paths.output_dir}")
+    say(f"{metrics['status']}: {'  '.join(finals)}  run folder {cfg.paths.output_dir}",
+        console=not in_multirun())
     return metrics.get(cfg.monitor.metric, float("nan"))
 
 

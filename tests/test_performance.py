@@ -34,7 +34,7 @@ def _callback(trainer: L.Trainer, cls: type) -> L.Callback:
 
 
 def test_callbacks_keep_only_the_step_hooks_they_implement(tmp_path: Path) -> None:
-    trainer = _trainer(tmp_path)
+    trainer = _trainer(tmp_path, "verbose=true")  # with the model summary
     summary = _callback(trainer, ModelSummary)  # added by Lightning; no per-step hook at all
     assert all(getattr(summary, name) is None for name in STEP_HOOKS)
     history = _callback(trainer, ValidationHistory)

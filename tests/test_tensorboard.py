@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import run_script
+from tests.conftest import get, run_script, tensorboard_server
 
 EPOCHS, BATCHES, LOG_EVERY = 2, 60, 10
 SCALARS = {  # tag: points expected for EPOCHS epochs of BATCHES steps
     "train/loss": EPOCHS * BATCHES // LOG_EVERY,
     "train/lr": EPOCHS * BATCHES // LOG_EVERY,
     "train/loss_epoch": EPOCHS, "train/acc": EPOCHS, "val/loss": EPOCHS, "val/acc": EPOCHS,
-    "time/epoch_s": EPOCHS, "time/samples_per_s": EPOCHS, "test/loss": 1, "test/acc": 1,
+    "train/epoch_s": EPOCHS, "train/samples_per_s": EPOCHS,
 }
+BATCH = 256  # the default batch size: a curve's step is the number of samples seen
 
 
 @pytest.fixture(scope="module")
@@ -36,57 +31,19 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, raw_paths: dict) -> Path:
     return run_dir
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def tensorboard(run_dir: Path) -> Iterator[str]:
     """A real TensorBoard server over the run folder; its base URL. Stopped at the end."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir), "--host",
-         "127.0.0.1", "--port", str(port), "--load_fast", "false", "--reload_interval", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert server.poll() is None, server.stderr.read()
-            try:
-                if get(url, "/data/runs"):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("TensorBoard did not list the run within 120 s")
+    with tensorboard_server(run_dir) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
-
-def get(url: str, path: str, body: dict | None = None) -> object:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url + path, data=data,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        raw = response.read()
-        return raw if response.headers.get_content_type() == "image/png" else json.loads(raw)
 
 
 def test_the_run_and_its_scalars_are_served(tensorboard: str) -> None:
     assert get(tensorboard, "/data/runs") == ["."]
     tags = get(tensorboard, "/data/plugin/scalars/tags")["."]
     assert set(SCALARS) <= set(tags)
-    assert "hp_metric" not in tags
+    assert "hp_metric" not in tags and "epoch" not in tags
+    assert not [tag for tag in tags if tag.startswith("test/")]  # single points: in ~final
     for tag, points in SCALARS.items():
         query = urllib.parse.urlencode({"run": ".", "tag": tag})
         assert len(get(tensorboard, f"/data/plugin/scalars/scalars?{query}")) == points, tag
@@ -95,26 +52,31 @@ def test_the_run_and_its_scalars_are_served(tensorboard: str) -> None:
 def test_hparams_lists_hyperparameters_and_final_metrics(tensorboard: str) -> None:
     experiment = get(tensorboard, "/data/plugin/hparams/experiment", {"experimentName": ""})
     hparams = {info["name"] for info in experiment["hparamInfos"]}
-    assert {"model/_target_", "model/dropout", "optim/_target_", "optim/lr", "lr_eff",
-            "global_batch_size", "init/name", "data/batch_size", "seed"} <= hparams
+    assert {"model", "model/dropout", "optim", "optim/lr", "lr_eff", "global_batch_size",
+            "init", "init/name", "data/batch_size", "seed"} <= hparams
+    assert not [name for name in hparams if name.endswith("_target_")]
     metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
-    assert {"final/val/acc", "final/val/loss", "final/test/acc", "final/test/loss"} <= metrics
+    assert {"~final/val/acc", "~final/val/loss", "~final/test/acc", "~final/test/loss"} <= metrics
 
 
 def test_confusion_matrix_and_misclassified_images_are_served(tensorboard: str) -> None:
     tags = get(tensorboard, "/data/plugin/images/tags")["."]
-    assert {"test/confusion_matrix", "test/misclassified"} <= set(tags)
-    for tag in ("test/confusion_matrix", "test/misclassified"):
+    assert {"~final/confusion_matrix", "~final/misclassified"} <= set(tags)
+    for tag in ("~final/confusion_matrix", "~final/misclassified"):
         query = urllib.parse.urlencode({"run": ".", "tag": tag})
         (image,) = get(tensorboard, f"/data/plugin/images/images?{query}")
         png = get(tensorboard, f"/data/plugin/images/individualImage?{image['query']}")
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-def test_event_file_holds_one_loss_point_per_interval_and_loss_falls(run_dir: Path) -> None:
+def test_event_file_holds_a_loss_point_per_interval_at_the_samples_seen(run_dir: Path
+                                                                        ) -> None:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
     losses = events.Scalars("train/loss")
-    assert [e.step for e in losses] == list(range(LOG_EVERY - 1, EPOCHS * BATCHES, LOG_EVERY))
+    assert [e.step for e in losses] == [steps * BATCH for steps in
+                                        range(LOG_EVERY, EPOCHS * BATCHES + 1, LOG_EVERY)]
+    assert [e.step for e in events.Scalars("val/acc")] == [BATCHES * BATCH * epoch
+                                                          for epoch in (1, 2)]
     assert losses[-1].value < losses[0].value
     rates = [e.value for e in events.Scalars("train/lr")]
     assert rates[0] == pytest.approx(3e-3) and rates[-1] < rates[0]  # cosine decay

@@ -44,7 +44,7 @@ def test_run_folder_holds_config_checkpoints_and_events(softmax_run: Path) -> No
     accumulator = EventAccumulator(str(softmax_run)).Reload()
     tags = set(accumulator.Tags()["scalars"])
     assert {"train/loss", "train/loss_epoch", "train/acc", "val/loss", "val/acc",
-            "test/loss", "test/acc"} <= tags
+            "~final/test/loss", "~final/test/acc", "~final/val/acc"} <= tags
     losses = [event.value for event in accumulator.Scalars("train/loss")]
     assert len(losses) == 215 // 10
     assert losses[-1] < losses[0]

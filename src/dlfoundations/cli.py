@@ -17,14 +17,13 @@ from typing import Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlfoundations import run_folder
+from dlfoundations import console, run_folder
+from dlfoundations.console import in_multirun
 from dlfoundations.errors import UserError, first_line
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
-from dlfoundations.report import write_summary
-from dlfoundations.train import FINISHED, in_multirun
+from dlfoundations.reporting.summary import write_summary
 
 #: exit status of a run stopped by bad input, and of a run that did not complete
 EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
@@ -83,6 +82,8 @@ def one_line(err: BaseException) -> str:
     user_error = as_user_error(err)
     if user_error is not None:
         return str(user_error)
+    if isinstance(err, InstantiationException) and err.__cause__ is not None:
+        return one_line(err.__cause__)
     if isinstance(err, OSError) and err.strerror:
         return f"{err.strerror} ({err.filename})" if err.filename else err.strerror
     return f"{type(err).__name__}: {first_line(err)}"
@@ -115,12 +116,14 @@ def take_folder(cfg: DictConfig, run_dir: Path) -> bool:
     """Claim ``run_dir`` for this run (rank 0 only; ``resume=true`` takes over the claim of a
     run that stopped, and leaves a finished run's folder as it is, to be read) and write
     Hydra's record of the command into ``.hydra/``; True where this process owns the folder."""
+    from lightning.pytorch.utilities import rank_zero_only  # torch: not for --help
+
     if rank_zero_only.rank != 0:
         return False
     ran_before = any((run_dir / name).exists()
                      for name in (run_folder.CLAIM_FILE, *run_folder.RUN_FILES))
     if cfg.get("resume") is True and ran_before:
-        if (run_folder.read_metrics(run_dir) or {}).get("status") in FINISHED:
+        if (run_folder.read_metrics(run_dir) or {}).get("status") in run_folder.FINISHED:
             return False
         run_folder.retake(run_dir)
         return True
@@ -168,6 +171,7 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
     """
     global _job_started
     _job_started = True
+    console.configure(bool(cfg.get("verbose")))
     INTERRUPTS.install()  # a job in a process of its own (submitit, side_by_side) has no run_app
     if requeued():
         with open_dict(cfg):
@@ -199,18 +203,18 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
         try:
             INTERRUPTS.hand_on()  # e.g. submitit: requeue this job, which then resumes
         except Exception as err:  # e.g. submitit: no requeue left; the status stays
-            print(f"job not requeued: {one_line(err)}", file=sys.stderr)
+            console.say(f"job not requeued: {one_line(err)}", error=True)
     if in_multirun():
         if status != "completed":
-            print(f"job {status}: {metrics.get('reason')}", file=sys.stderr)
+            console.say(f"job {status}: {metrics.get('reason')}", error=True)
         if status == "interrupted" and _app_running:
             stop_sweep()
         return metrics
     if bad_input:
-        print(f"error: {metrics['reason']}", file=sys.stderr)
+        console.say(f"error: {metrics['reason']}", error=True)
         sys.exit(EXIT_BAD_INPUT)
     if status != "completed":
-        print(f"error: the run {status}: {metrics.get('reason')}", file=sys.stderr)
+        console.say(f"error: the run {status}: {metrics.get('reason')}", error=True)
         sys.exit(EXIT_NOT_COMPLETED)
     return metrics
 
@@ -222,4 +226,4 @@ def record_failure(run_dir: Path, metrics: dict[str, Any]) -> None:
             run_folder.write_metrics(run_dir, {**(run_folder.read_metrics(run_dir) or {}),
                                                **metrics})
     except OSError as err:
-        print(f"warning: metrics.json could not be written ({one_line(err)})", file=sys.stderr)
+        console.say(f"warning: metrics.json could not be written ({one_line(err)})", error=True)

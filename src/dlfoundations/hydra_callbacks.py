@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.cli import refuse
 from dlfoundations.errors import UserError
-from dlfoundations.report import write_summary
+from dlfoundations.progress import PROGRESS, sweep_plan
+from dlfoundations.reporting.summary import write_summary
 from dlfoundations.run_folder import make_writable_dir
 
 
@@ -62,6 +64,18 @@ class OutputFolderCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _prepare_output_dir(config, "hydra.sweep.dir")
+
+
+class SweepProgressLines(Callback):
+    """One line per finished job, with the count done, the time elapsed and the time left."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        total, swept = sweep_plan(config)
+        PROGRESS.start(total, swept)
+        print(f"Sweep of {total} jobs into {config.hydra.sweep.dir}", flush=True)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        PROGRESS.job_done(job_return)
 
 
 class SweepSummary(Callback):

@@ -21,6 +21,9 @@ from typing import Any, BinaryIO
 
 from dlfoundations.errors import UserError
 
+#: statuses of a run that ``resume=true`` reports as they are, without training again
+FINISHED = ("completed", "pruned", "diverged", "failed")
+
 #: the claim file; its content says which process claimed the folder, and when
 CLAIM_FILE = ".claim"
 #: files of a run that predates the claim file

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, open_dict
 from dlfoundations import run_folder
 from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, require
+from dlfoundations.progress import PROGRESS
 
 #: how often the launcher looks at signals and at its workers while it waits, in seconds
 POLL_S = 0.2
@@ -240,12 +241,14 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             try:
                 index, position, returned = workers.results.get(timeout=POLL_S)
                 returns[position] = returned
+                PROGRESS.job_done(returned)
                 del busy[index]
             except queue.Empty:
                 for index, position in list(busy.items()):
                     exitcode = workers.processes[index].exitcode
                     if exitcode is not None:
                         returns[position] = lost_job(configs[position], exitcode)
+                        PROGRESS.job_done(returns[position])
                         del busy[index]
     finally:
         workers.stop()

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.plugins.environments import (
     LightningEnvironment,
     LSFEnvironment,
@@ -21,6 +20,7 @@ from lightning.pytorch.plugins.environments import (
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
+from dlfoundations import console
 from dlfoundations.callbacks import (
     DivergenceGuard,
     GracefulInterrupt,
@@ -30,24 +30,20 @@ from dlfoundations.callbacks import (
 from dlfoundations.callbacks.step_hooks import skip_unused_step_hooks
 from dlfoundations.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
 from dlfoundations.checks import check_run_config
+from dlfoundations.console import in_multirun
 from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, require
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.optim import scaled_lr
 from dlfoundations.profiler import NullProfiler
-from dlfoundations.run_folder import read_metrics, write_metrics, write_text
+from dlfoundations.run_folder import FINISHED, read_metrics, write_metrics, write_text
 from dlfoundations.tensorboard_logger import RunTensorBoardLogger
 
 if TYPE_CHECKING:
     from dlfoundations.search.pruning import TrialPruning
 
-#: statuses of a run that ``resume=true`` reports as they are, without training again
-FINISHED = ("completed", "pruned", "diverged", "failed")
-
-
-def in_multirun() -> bool:
-    """Whether this process runs one job of a Hydra multirun (-m)."""
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+#: config groups whose choice and values are a run's hyperparameters
+GROUPS = ("model", "optim", "scheduler", "data", "init", "lr_scaling")
 
 
 def check_processes_are_safe(trainer: L.Trainer) -> None:
@@ -104,10 +100,16 @@ def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the loggers and callbacks of their groups, the
     guards every run has, checkpoints read and written by ``SafeCheckpointIO``, and
     ``NullProfiler`` unless ``trainer.profiler`` names one; each callback's unused per-step
-    hooks are skipped."""
+    hooks are skipped. The model summary shows with ``verbose``, the progress bar in a
+    single run (a sweep prints a line per job)."""
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
-    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
+    verbose = bool(cfg.get("verbose"))
+    bar = verbose or not in_multirun()
+    callbacks = [callback for callback in (instantiate(node) for node in
+                                           (cfg.get("callbacks") or {}).values())
+                 if bar or not isinstance(callback, ProgressBar)]
     trainer = instantiate(cfg.trainer, logger=loggers or False, plugins=[SafeCheckpointIO()],
+                          enable_model_summary=verbose, enable_progress_bar=bar,
                           profiler=cfg.trainer.get("profiler") or NullProfiler(),
                           callbacks=[*callbacks, *extra_callbacks, DivergenceGuard(),
                                      GracefulInterrupt()])
@@ -194,10 +196,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_processes_are_safe(trainer)
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
+    for logger in trainer.loggers:
+        if isinstance(logger, RunTensorBoardLogger):
+            logger.samples_per_step = global_batch_size
     if ckpt_path:
         check_matches(model, read_checkpoint(ckpt_path), ckpt_path)
     if trainer.is_global_zero:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        console.say(plan_line(cfg, lr, global_batch_size, run_dir), console=not in_multirun())
     facts = {"lr": lr, "lr_base": float(cfg.optim.lr), "batch_size": datamodule.batch_size,
              "global_batch_size": global_batch_size,
              "device": physical_device(trainer.strategy.root_device),
@@ -228,28 +234,45 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def plan_line(cfg: DictConfig, lr: float, global_batch_size: int, run_dir: Path) -> str:
+    """What a run trains, in one line: the config groups chosen, the effective learning rate
+    and batch size, the epochs and the run folder."""
+    choices = (HydraConfig.get().runtime.choices if HydraConfig.initialized() else {})
+    chosen = " ".join(f"{group}={choices[group]}" for group in ("model", "optim", "scheduler",
+                                                               "init", "data", "trainer")
+                      if choices.get(group) is not None)
+    return (f"{chosen or 'training'}: lr_eff {lr:.4g} at global batch {global_batch_size}, "
+            f"{cfg.trainer.max_epochs} epochs, seed {cfg.seed} -> {run_dir}")
+
+
 def log_final(trainer: L.Trainer, params: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Hyperparameters with the final metrics, logged once as ``final/<metric>`` (one point
-    each, apart from the curves) so that TensorBoard's HParams view compares runs."""
-    final = {f"final/{key}": value for key, value in metrics.items() if "/" in key}
+    """Hyperparameters with the final metrics (``val/acc`` ...), logged once, apart from the
+    curves, so that TensorBoard's HParams view compares runs (CSV: ``final/<metric>``)."""
+    final = {key: value for key, value in metrics.items() if "/" in key}
     for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(params, final)
+        if isinstance(logger, RunTensorBoardLogger):
+            logger.log_run(params, final, trainer.global_step * logger.samples_per_step)
+            logger.close()
         else:
             logger.log_hyperparams(params)
-            logger.log_metrics(final, step=trainer.global_step)
-        logger.finalize("success")
-        if isinstance(logger, RunTensorBoardLogger):
-            logger.close()
+            logger.log_metrics({f"final/{key}": value for key, value in final.items()},
+                               step=trainer.global_step)
+            logger.finalize("success")
 
 
 def hyperparameters(cfg: DictConfig, lr: float, global_batch_size: int) -> dict[str, Any]:
-    """The flat hyperparameters of a run, for the HParams view."""
-    params = {
+    """The flat hyperparameters of a run, for the HParams view: the config groups chosen by
+    name (``optim``: adam; their ``_target_`` classes left out), each group's values
+    (``optim/lr``), ``lr_eff``, ``global_batch_size`` and ``seed``."""
+    params: dict[str, Any] = {}
+    if HydraConfig.initialized():
+        params.update({group: str(choice) for group, choice in HydraConfig.get()
+                       .runtime.choices.items() if group in GROUPS and choice is not None})
+    params.update({
         f"{group}/{key}": value
-        for group in ("model", "optim", "data", "init", "lr_scaling")
+        for group in GROUPS if cfg.get(group)
         for key, value in OmegaConf.to_container(cfg[group], resolve=True).items()
-        if isinstance(value, int | float | str | bool) and key != "_partial_"
-    }
+        if isinstance(value, int | float | str | bool) and not key.startswith("_")
+    })
     params.update({"lr_eff": lr, "global_batch_size": global_batch_size, "seed": cfg.seed})
     return params

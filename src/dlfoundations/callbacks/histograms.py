@@ -6,6 +6,8 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from dlfoundations.tensorboard_logger import step_of
+
 
 class WeightHistograms(L.Callback):
     """Every ``every_n_steps`` steps: ``grad_norm/<param>`` (the L2 norm of each parameter's
@@ -28,9 +30,9 @@ class WeightHistograms(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(norms, step=trainer.global_step)
             if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
+                step = step_of(logger, trainer.global_step + 1)  # after this step
                 for name, param in pl_module.named_parameters():
                     logger.experiment.add_histogram(f"weights/{name}", param.detach().cpu(),
-                                                    trainer.global_step)
+                                                    step)
                 for name, grad in grads.items():
-                    logger.experiment.add_histogram(f"grads/{name}", grad.cpu(),
-                                                    trainer.global_step)
+                    logger.experiment.add_histogram(f"grads/{name}", grad.cpu(), step)

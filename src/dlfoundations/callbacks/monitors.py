@@ -22,7 +22,7 @@ class LearningRateLogger(L.Callback):
 
 
 class EpochTimer(L.Callback):
-    """Logs ``time/epoch_s`` (training part of an epoch) and ``time/samples_per_s``."""
+    """Logs ``train/epoch_s`` (training part of an epoch) and ``train/samples_per_s``."""
 
     def __init__(self) -> None:
         self.started = 0.0
@@ -38,5 +38,5 @@ class EpochTimer(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seconds = time.perf_counter() - self.started
         samples = self.samples * trainer.world_size
-        pl_module.log_dict({"time/epoch_s": seconds, "time/samples_per_s": samples / seconds},
+        pl_module.log_dict({"train/epoch_s": seconds, "train/samples_per_s": samples / seconds},
                            rank_zero_only=True)

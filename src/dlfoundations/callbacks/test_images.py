@@ -10,10 +10,12 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from dlfoundations.data import CLASS_NAMES
 from dlfoundations.models.classifier import Classifier
+from dlfoundations.tensorboard_logger import FINAL_SECTION, step_of
 
 
 class TestImages(L.Callback):
-    """Adds ``test/confusion_matrix`` and ``test/misclassified`` to TensorBoard (classifiers).
+    """Adds ``~final/confusion_matrix`` and ``~final/misclassified`` (the test set's) to
+    TensorBoard (classifiers), in the section of what the run ended with.
 
     The grid shows the first ``num_images`` misclassified test images of rank 0, captioned
     "true -> predicted".
@@ -40,15 +42,17 @@ class TestImages(L.Callback):
         """After the model's ``on_test_epoch_end``, which computed its ``confusion_matrix``."""
         if not isinstance(pl_module, Classifier) or pl_module.confusion_matrix is None:
             return
-        writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if not trainer.is_global_zero or not writers:
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not trainer.is_global_zero or not loggers:
             return
-        figures = {"test/confusion_matrix": confusion_figure(pl_module.confusion_matrix)}
+        figures = {f"{FINAL_SECTION}/confusion_matrix":
+                   confusion_figure(pl_module.confusion_matrix)}
         if self.wrong:
-            figures["test/misclassified"] = misclassified_figure(self.wrong)
-        for writer in writers:
+            figures[f"{FINAL_SECTION}/misclassified"] = misclassified_figure(self.wrong)
+        for logger in loggers:
             for tag, figure in figures.items():
-                writer.add_figure(tag, figure, global_step=trainer.global_step, close=False)
+                logger.experiment.add_figure(tag, figure, close=False,
+                                             global_step=step_of(logger, trainer.global_step))
         import matplotlib.pyplot as plt
 
         for figure in figures.values():

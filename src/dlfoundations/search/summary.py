@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dlfoundations.report import cell, markdown_table
+from dlfoundations.reporting.tables import cell, markdown_table
 from dlfoundations.run_folder import write_text
 from dlfoundations.search.study import RETRY_OF, counted
 

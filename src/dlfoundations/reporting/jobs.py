@@ -1,0 +1,155 @@
+"""The jobs of a sweep as read from their folders, and the axes the sweep varied.
+
+Each job folder holds Hydra's ``.hydra/`` (overrides and config), ``metrics.json`` and its
+TensorBoard events; the curves are read from those events, not from a second store. An axis is
+an override key whose value differs between jobs, in the order of the command line. Seeds and
+folds are replicate axes: jobs that differ only by them are one setting, measured n times.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: override keys whose values repeat a setting rather than change it
+REPLICATE_KEYS = ("seed", "data.fold")
+#: a scalar curve: (step, value) points; the step is the number of training samples seen
+Curve = list[tuple[int, float]]
+
+
+@dataclass
+class Job:
+    """One job of a sweep: its folder, the overrides that made it, its numbers and curves."""
+
+    path: Path
+    overrides: list[str]
+    metrics: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+    curves: dict[str, Curve] = field(default_factory=dict)
+    name: str = ""
+
+    @property
+    def values(self) -> dict[str, str]:
+        """The overrides as key -> value (the key as written: ``+callbacks.probe.step``)."""
+        return dict(override.split("=", 1) for override in self.overrides if "=" in override)
+
+    @property
+    def monitor(self) -> str:
+        return (self.config.get("monitor") or {}).get("metric", "val/acc")
+
+    @property
+    def mode(self) -> str:
+        return (self.config.get("monitor") or {}).get("mode", "max")
+
+    @property
+    def score(self) -> float:
+        value = self.metrics.get(self.monitor)
+        return float(value) if isinstance(value, int | float) else math.nan
+
+
+@dataclass
+class Setting:
+    """Jobs that differ only by a replicate axis (seed, fold): one setting, n measurements."""
+
+    name: str
+    jobs: list[Job]
+
+    @property
+    def scores(self) -> list[float]:
+        return [job.score for job in self.jobs if not math.isnan(job.score)]
+
+    @property
+    def mean(self) -> float:
+        return statistics.mean(self.scores) if self.scores else math.nan
+
+    @property
+    def std(self) -> float:
+        """The sample standard deviation over the replicates (0 for one)."""
+        return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
+
+
+def natural(value: str) -> tuple[int, float, str]:
+    """Sort key: numbers by value before words in alphabetical order."""
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def read_job(path: Path) -> Job:
+    overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
+    metrics_file = path / "metrics.json"
+    metrics = (json.loads(metrics_file.read_text()) if metrics_file.is_file()
+               else {"status": "failed", "reason": "no metrics.json (the job did not finish)"})
+    config_file = path / ".hydra" / "config.yaml"
+    config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
+    return Job(path, [o for o in overrides if not o.startswith("hydra.")], metrics, config,
+               read_curves(path))
+
+
+def read_curves(run_dir: Path) -> dict[str, Curve]:
+    """Every scalar of a run, from its TensorBoard event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not any(run_dir.glob("events.out.tfevents.*")):
+        return {}
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"]}
+
+
+def find_jobs(sweep_dir: Path) -> list[Job]:
+    """Every job folder under ``sweep_dir``, best first by its monitored metric, each named
+    by its swept axes (``name_jobs``)."""
+    jobs = [read_job(overrides.parent.parent)
+            for overrides in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"))]
+    name_jobs(jobs, swept_axes(jobs))
+    return sorted(jobs, key=rank)
+
+
+def rank(job: Job) -> tuple[int, float]:
+    """Completed jobs first, best monitored metric first."""
+    if job.metrics.get("status") != "completed" or math.isnan(job.score):
+        return (1, 0.0)
+    return (0, -job.score if job.mode == "max" else job.score)
+
+
+def swept_axes(jobs: list[Job]) -> list[str]:
+    """The override keys whose values differ between jobs, in command-line order."""
+    keys = list(dict.fromkeys(key for job in jobs for key in job.values))
+    return [key for key in keys if len({job.values.get(key) for job in jobs}) > 1]
+
+
+def setting_axes(axes: list[str]) -> list[str]:
+    """The swept axes that change a setting (seed and fold aside)."""
+    return [axis for axis in axes if axis not in REPLICATE_KEYS]
+
+
+def named(values: dict[str, str], keys: list[str]) -> str:
+    """``key=value`` of ``keys`` as Hydra names a job's folder: sorted, joined by commas, a
+    ``/`` in a value as ``-``; so a job's name in the tables is its TensorBoard run's name."""
+    return ",".join(sorted(f"{key}={values[key]}".replace("/", "-")
+                           for key in keys if key in values))
+
+
+def name_jobs(jobs: list[Job], axes: list[str]) -> None:
+    """Name each job by its values of the swept axes (the folder name for a single job)."""
+    for job in jobs:
+        job.name = named(job.values, axes) or job.path.name
+
+
+def settings(jobs: list[Job], axes: list[str]) -> list[Setting]:
+    """The jobs grouped into settings (equal values of every non-replicate axis), in the order
+    of ``jobs``."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(named(job.values, setting_axes(axes)) or "all jobs", []).append(job)
+    return [Setting(name, members) for name, members in groups.items()]

@@ -1,0 +1,203 @@
+"""Results a person reads, from a real two-axis sweep over two seeds on Fashion-MNIST: the
+console, each job's train.log, the pivot and the seed groups (checked against the jobs' own
+metrics.json), the figures' colours, and TensorBoard's HParams through a real server."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from dlfoundations.reporting import figures
+from dlfoundations.reporting.jobs import Job, Setting, find_jobs, settings, swept_axes
+from tests.conftest import get, run_script, tensorboard_server
+
+TINY = {"trainer.max_epochs": 2, "trainer.limit_train_batches": 5,
+        "trainer.limit_val_batches": 2, "trainer.limit_test_batches": 2, "threads": 1}
+#: lines a user does not need, seen in a run's output before the console was quieted
+NOISE = ("Tip:", "litlogger", "GPU available", "TPU available", "Total params", "FLOPs",
+         "deprecated", "Restoring states", "Loaded model weights", "srun", "Seed set",
+         "log_every_n_steps", "Warning", "it/s]")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory, raw_paths: dict) -> tuple[Path, str, str]:
+    """optim=sgd,adam x data.batch_size=64,256 x seed=0,1 (8 jobs); the tiny budget is left
+    out of the folder names, so that every override in a name is a swept one."""
+    root = tmp_path_factory.mktemp("results")
+    result = run_script(
+        "train.py", "-m", "optim=sgd,adam", "data.batch_size=64,256", "seed=0,1",
+        *(f"{key}={value}" for key, value in TINY.items()), f"paths.output_root={root}",
+        f"hydra.job.config.override_dirname.exclude_keys=[paths.output_root,{','.join(TINY)}]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = (root / "multiruns").iterdir()
+    return sweep_dir, result.stdout, result.stderr
+
+
+def job_metrics(sweep_dir: Path) -> dict[tuple[str, str, str], dict]:
+    """Each job's metrics.json by (optim, batch size, seed), from its folder name."""
+    out = {}
+    for path in sweep_dir.glob("*/metrics.json"):
+        values = dict(part.split("=") for part in path.parent.name.split(","))
+        out[values["optim"], values["data.batch_size"], values["seed"]] = json.loads(
+            path.read_text())
+    return out
+
+
+def seed_groups(sweep_dir: Path) -> dict[tuple[str, str], tuple[float, float]]:
+    """(optim, batch size) -> mean and sample std of val/acc over the seeds."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for (optim, batch, _), metrics in job_metrics(sweep_dir).items():
+        groups.setdefault((optim, batch), []).append(metrics["val/acc"])
+    return {key: (statistics.mean(v), statistics.stdev(v)) for key, v in groups.items()}
+
+
+def test_the_sweep_prints_one_line_per_job_and_none_of_the_noise(sweep: tuple) -> None:
+    sweep_dir, stdout, stderr = sweep
+    assert stdout.startswith(f"Sweep of 8 jobs into {sweep_dir}\n")
+    job_lines = [line for line in stdout.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in job_lines] == [f"[{n}/8" for n in range(1, 9)]
+    assert all(re.search(r": completed, val/acc 0\.\d+ in \d+\.\d s; \d+:\d\d elapsed, about "
+                         r"\d+:\d\d left$", line) for line in job_lines), job_lines
+    assert "[1/8] data.batch_size=64,optim=sgd,seed=0: completed" in stdout
+    assert not [word for word in NOISE if word in stdout + stderr], stdout + stderr
+
+
+def test_each_job_keeps_its_lines_in_train_log(sweep: tuple) -> None:
+    sweep_dir, _, _ = sweep
+    for folder in (path.parent for path in sweep_dir.glob("*/metrics.json")):
+        log = (folder / "train.log").read_text()
+        assert "model=softmax optim=" in log and f"-> {folder}" in log
+        assert "completed: test/acc 0." in log and f"run folder {folder}" in log
+        assert not (folder / "hparams.yaml").exists()
+
+
+def test_the_pivot_marks_each_rows_best_from_the_jobs_own_metrics(sweep: tuple) -> None:
+    sweep_dir, stdout, _ = sweep
+    summary = (sweep_dir / "summary.md").read_text()
+    assert summary in stdout
+    groups = seed_groups(sweep_dir)
+    lines = summary.split("val/acc by optim (rows) and data.batch_size (columns)")[1]
+    header, _, *rows = [line for line in lines.splitlines() if line.startswith("|")]
+    assert header == "| optim \\ data.batch_size | 64 | 256 |"
+    for row, optim in zip(rows, ("adam", "sgd"), strict=True):
+        best = max(("64", "256"), key=lambda batch: groups[optim, batch][0])
+        cells = [f"{groups[optim, batch][0]:.4f} ± {groups[optim, batch][1]:.4f} (n=2)"
+                 for batch in ("64", "256")]
+        cells = [f"**{cell}**" if batch == best else cell
+                 for cell, batch in zip(cells, ("64", "256"), strict=True)]
+        assert row == f"| {optim} | {' | '.join(cells)} |"
+
+
+def test_seeds_give_mean_and_std_and_the_settings_within_the_spread(sweep: tuple) -> None:
+    sweep_dir, _, _ = sweep
+    summary = (sweep_dir / "summary.md").read_text()
+    groups = seed_groups(sweep_dir)
+    ranked = sorted(groups, key=lambda key: -groups[key][0])
+    table = summary.split("Over seed (val/acc, mean ± sample std over n jobs):")[1]
+    rows = [line for line in table.split("\n\n")[1].splitlines()][2:]
+    assert rows == [f"| data.batch_size={batch},optim={optim} | val/acc | 2 | "
+                    f"{groups[optim, batch][0]:.4f} ± {groups[optim, batch][1]:.4f} |"
+                    for optim, batch in ranked]
+    best = groups[ranked[0]]
+    close = [f"data.batch_size={b},optim={o}" for o, b in ranked[1:]
+             if abs(groups[o, b][0] - best[0]) < max(groups[o, b][1], best[1])]
+    sentence = table.split("Best: ")[1].splitlines()[0]
+    assert sentence.startswith(f"data.batch_size={ranked[0][1]},optim={ranked[0][0]}. ")
+    if close:
+        assert sentence.endswith(f"larger std): {', '.join(close)}.")
+    else:
+        assert sentence.endswith("differs from it by more than the larger std.")
+
+
+def test_a_setting_keeps_one_colour_in_every_panel_and_figure(sweep: tuple,
+                                                              tmp_path: Path) -> None:
+    sweep_dir, _, _ = sweep
+    jobs = find_jobs(sweep_dir)
+    axes = swept_axes(jobs)
+    assert axes == ["optim", "data.batch_size", "seed"]
+    groups = settings(jobs, axes)
+    assert sorted(len(group.jobs) for group in groups) == [2, 2, 2, 2]
+    colours: dict = {}
+    loss = figures.plot(groups, axes, {"tags": ["val/loss"]}, colours, tmp_path / "a.png")
+    acc = figures.plot(groups, axes, {"tags": ["val/acc"]}, colours, tmp_path / "b.png")
+    assert set(loss) == set(acc) == {"optim=adam", "optim=sgd"}  # panels by batch size
+    for label in loss:
+        assert len(loss[label] | acc[label]) == 1  # one colour across panels and figures
+    assert len({next(iter(colour)) for colour in loss.values()}) == 2
+    assert figures.x_axis({}, axes) == "samples"  # the batch size is swept
+    for name in ("curves.png", "heatmap.png", "a.png"):
+        assert (sweep_dir / name if name != "a.png" else tmp_path / name).stat().st_size > 10_000
+
+
+def test_beyond_the_line_limit_a_figure_draws_the_best_and_says_so(sweep: tuple,
+                                                                  tmp_path: Path) -> None:
+    sweep_dir, _, _ = sweep
+    job = find_jobs(sweep_dir)[0]
+    many = [Setting(f"model.hidden={n}", [Job(job.path, [f"model.hidden={n}"],
+                                              {**job.metrics, "val/acc": n / 100},
+                                              job.config, job.curves)])
+            for n in range(figures.MAX_LINES + 5)]
+    drawn, note = figures.shown(many, "max")
+    assert [s.name for s in drawn] == [f"model.hidden={n}" for n in range(24, 4, -1)]
+    assert note == f" (best {figures.MAX_LINES} of {figures.MAX_LINES + 5} settings)"
+    used = figures.plot(many, ["model.hidden"], {"tags": ["val/acc"]}, {}, tmp_path / "m.png")
+    assert len(used) == figures.MAX_LINES
+
+
+def test_tensorboard_shows_the_union_of_hyperparameters_the_varying_ones_first(
+        sweep: tuple) -> None:
+    sweep_dir, _, _ = sweep
+    with tensorboard_server(sweep_dir) as url:
+        runs = get(url, "/data/runs")
+        experiment = get(url, "/data/plugin/hparams/experiment", {"experimentName": ""})
+    with (sweep_dir / "summary.csv").open() as handle:
+        names = {row["job"] for row in csv.DictReader(handle)}
+    assert set(runs) == names  # a run's name is its name in the tables
+    infos = experiment["hparamInfos"]
+    differs = [info["name"] for info in infos if info.get("differs")]
+    assert [info["name"] for info in infos[:len(differs)]] == differs  # varying ones first
+    assert {"optim", "optim/lr", "lr_eff", "data/batch_size", "seed"} <= set(differs)
+    assert {"optim/momentum", "optim/eps"} <= {info["name"] for info in infos}  # sgd's, adam's
+    assert "model" in {info["name"] for info in infos[len(differs):]}  # constant: after
+
+
+def test_a_run_prints_its_plan_and_result_and_keeps_them_in_train_log(tmp_path: Path,
+                                                                      raw_paths: dict) -> None:
+    quiet = run_script("train.py", *(f"{k}={v}" for k, v in TINY.items()),
+                       f"hydra.run.dir={tmp_path / 'quiet'}")
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    lines = (re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line).strip()
+             for line in quiet.stdout.replace("\r", "\n").splitlines())
+    printed = [line for line in lines if line and "it/s" not in line]  # the bar aside
+    assert len(printed) == 2, printed
+    plan, result = printed
+    assert plan.startswith("model=softmax optim=adam scheduler=cosine init=default "
+                           "data=fashion_mnist trainer=default: lr_eff 0.003 at global batch 256")
+    assert result.startswith("completed: test/acc 0.")
+    assert not [word for word in NOISE if word in quiet.stdout.replace("it/s]", "") +
+                quiet.stderr], quiet.stderr
+    log = (tmp_path / "quiet" / "train.log").read_text()
+    assert plan in log and result in log
+    assert not (tmp_path / "quiet" / "hparams.yaml").exists()
+    verbose = run_script("train.py", "verbose=true", *(f"{k}={v}" for k, v in TINY.items()),
+                         f"hydra.run.dir={tmp_path / 'verbose'}")
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert "Total params" in verbose.stdout and "Restoring states" in verbose.stdout
+    assert "Restoring states" in (tmp_path / "verbose" / "train.log").read_text()
+
+
+def test_help_names_the_groups_and_example_commands() -> None:
+    result = run_script("train.py", "--help")
+    assert result.returncode == 0, result.stderr
+    groups = {line.split()[0] for line in
+              result.stdout.split("== Groups ==")[1].split("==")[0].splitlines() if line.strip()}
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    assert {p.name for p in conf.iterdir() if p.is_dir() and p.name not in
+            ("hydra", "search", "callbacks")} <= groups  # every group the user chooses from
+    examples = result.stdout.split("== Examples ==")[1].splitlines()
+    assert len([line for line in examples if "python scripts/train.py" in line]) == 5
