@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +101,18 @@ def mean_curve(jobs: list[Job], tag: str, axis: str, smooth: float
     return x, means, stds
 
 
-def shown(settings: list[Setting], mode: str) -> tuple[list[Setting], str]:
-    """The settings a figure draws (at most ``MAX_LINES``, the best) and a note if cut."""
-    if len(settings) <= MAX_LINES:
+def shown(settings: list[Setting], mode: str, label: Callable[[Setting], str]
+          ) -> tuple[list[Setting], str]:
+    """The settings a figure draws and a note if some are left out: those of the best
+    ``MAX_LINES`` line labels (a label is a line in each panel, with its own colour)."""
+    labels = list(dict.fromkeys(label(s) for s in settings))
+    if len(labels) <= MAX_LINES:
         return settings, ""
     ranked = sorted(settings, key=lambda s: (not s.scores, -s.mean if mode == "max" and
                                              s.scores else s.mean if s.scores else 0))
-    return ranked[:MAX_LINES], f" (best {MAX_LINES} of {len(settings)} settings)"
+    kept = list(dict.fromkeys(label(s) for s in ranked))[:MAX_LINES]
+    return ([s for s in settings if label(s) in kept],
+            f" (the best {MAX_LINES} of {len(labels)} lines)")
 
 
 def plot(settings: list[Setting], axes: list[str], figure: dict[str, Any], colours: dict,
@@ -123,8 +129,8 @@ def plot(settings: list[Setting], axes: list[str], figure: dict[str, Any], colou
     from matplotlib.ticker import MaxNLocator
 
     mode = settings[0].jobs[0].mode if settings else "max"
-    drawn, note = shown(settings, mode)
     key, pattern = panel_key(figure, axes), figure.get("panel_of")
+    drawn, note = shown(settings, mode, lambda setting: line_label(setting, key, pattern))
     axis = x_axis(figure, axes)
     by_panel: dict[str | None, list[Setting]] = {}
     for setting in drawn:
@@ -134,17 +140,19 @@ def plot(settings: list[Setting], axes: list[str], figure: dict[str, Any], colou
                           (0, 0.0, ""))
     tags = [tag for tag in figure["tags"]
             if any(tag in job.curves for setting in drawn for job in setting.jobs)]
-    per_row = min(len(panel_values), PANELS_PER_ROW)
-    rows_per_tag = math.ceil(len(panel_values) / per_row)
     layout = [(tag, value) for tag in tags for value in panel_values]
+    # a row of panels per tag; with one panel per tag, the tags side by side
+    block = len(panel_values) if len(panel_values) > 1 else max(len(layout), 1)
+    per_row = min(block, PANELS_PER_ROW)
+    rows_per_block = math.ceil(block / per_row)
     for label in sorted({line_label(s, key, pattern) for s in drawn}, key=lambda text: [
             natural(part.split("=", 1)[-1]) for part in text.split(",")]):
         colours.setdefault(label, colour(len(colours)))
-    rows = max(len(tags) * rows_per_tag, 1)
+    rows = max(math.ceil(len(layout) / block), 1) * rows_per_block
     fig, grid = plt.subplots(rows, per_row, figsize=(5 * per_row, 3.8 * rows), squeeze=False,
                              sharex=axis != "step")  # epochs and samples mean the same
-    slots = [ax for index, ax in enumerate(grid.flat)
-             if index % (per_row * rows_per_tag) < len(panel_values)]
+    slots = [ax for index, ax in enumerate(grid.flat) if index % (per_row * rows_per_block)
+             < block]
     for ax in grid.flat:
         ax.set_visible(ax in slots[:len(layout)])
     styles = [("-", 3.0), ("--", 2.2), (":", 2.2), ("-.", 1.2)] if figure.get("dashes") \
@@ -174,6 +182,9 @@ def plot(settings: list[Setting], axes: list[str], figure: dict[str, Any], colou
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     replicated = [key for key in REPLICATE_KEYS if key in axes]
+    for ax in slots:
+        if not ax.get_subplotspec().is_last_row() and axis != "step":
+            ax.set_xlabel("")  # the x axis is shared: named under the bottom row
     if any(len(s.jobs) > 1 for s in drawn):
         note += f" (mean over {', '.join(replicated)}, ± std shaded)"
     if note:
