@@ -269,15 +269,22 @@ def import_lightning_seconds() -> float:
     return float(result.stdout) - launched
 
 
-def run(models: list[str], repeats: int, out: Path,
-        report: Callable[[str], None] = print) -> dict[str, Any]:
-    """The whole benchmark; the table is reported line by line and written as JSON."""
+def load_data() -> FashionMNISTDataModule:
+    """Fashion-MNIST at batch 256, its splits on the GPU when there is one (as the DataModule
+    puts them under a GPU trainer)."""
     torch.manual_seed(0)
     datamodule = FashionMNISTDataModule(batch_size=256, seed=0)
     datamodule.setup()
-    if torch.cuda.is_available():  # as the DataModule does under a GPU trainer
+    if torch.cuda.is_available():
         for split in datamodule.splits.values():
             split.to("cuda")
+    return datamodule
+
+
+def run(models: list[str], repeats: int, out: Path,
+        report: Callable[[str], None] = print) -> dict[str, Any]:
+    """The whole benchmark; the table is reported line by line and written as JSON."""
+    datamodule = load_data()
     results: dict[str, Any] = {"device": "cuda" if torch.cuda.is_available() else "cpu",
                                "torch_threads": torch.get_num_threads(), "models": []}
     with tempfile.TemporaryDirectory() as tmp:

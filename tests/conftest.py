@@ -45,11 +45,13 @@ def fashion_mnist(raw_paths: dict[str, Path]) -> FashionMNISTDataModule:
 
 def script_command(script: str) -> tuple[list[str], dict[str, str]]:
     """The command and environment that run ``scripts/<script>`` (or ``<folder>/<script>`` of
-    the project) from the project root, unbuffered, without ``HYDRA_FULL_ERROR``."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    the project) from the project root (first on ``PYTHONPATH``), unbuffered, without
+    ``HYDRA_FULL_ERROR``."""
+    path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     env.pop("HYDRA_FULL_ERROR", None)
-    path = ROOT / script if "/" in script else ROOT / "scripts" / script
-    return [sys.executable, str(path)], env
+    script_path = ROOT / script if "/" in script else ROOT / "scripts" / script
+    return [sys.executable, str(script_path)], env
 
 
 def run_script(script: str, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -9,50 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
-from lightning.pytorch.profilers import SimpleProfiler
 from torch.utils.data import DistributedSampler, SequentialSampler
 
-from dlfoundations.callbacks import DivergenceGuard, EpochTimer, ValidationHistory
-from dlfoundations.callbacks.step_hooks import STEP_HOOKS
 from dlfoundations.data import FashionMNISTDataModule
 from dlfoundations.data.resumable_loader import IndexTensorBatchSampler
-from dlfoundations.profiler import NullProfiler
-from dlfoundations.train import build_trainer
-from tests.conftest import compose_train, run_script
-
-
-def _trainer(tmp_path: Path, *overrides: str) -> L.Trainer:
-    return build_trainer(compose_train(f"paths.output_dir={tmp_path}", *overrides),
-                         ValidationHistory())
-
-
-def _callback(trainer: L.Trainer, cls: type) -> L.Callback:
-    return next(cb for cb in trainer.callbacks if isinstance(cb, cls))
-
-
-def test_callbacks_keep_only_the_step_hooks_they_implement(tmp_path: Path) -> None:
-    trainer = _trainer(tmp_path, "verbose=true")  # with the model summary
-    summary = _callback(trainer, ModelSummary)  # added by Lightning; no per-step hook at all
-    assert all(getattr(summary, name) is None for name in STEP_HOOKS)
-    history = _callback(trainer, ValidationHistory)
-    assert all(getattr(history, name) is None for name in STEP_HOOKS)
-    # implemented hooks stay, bound to the instance
-    assert callable(_callback(trainer, ModelCheckpoint).on_train_batch_end)
-    assert callable(_callback(trainer, DivergenceGuard).on_train_batch_end)
-    timer = _callback(trainer, EpochTimer)
-    assert callable(timer.on_train_batch_end) and timer.on_train_batch_start is None
-    # epoch-level hooks are never touched
-    assert callable(history.on_validation_end) and callable(timer.on_train_epoch_end)
-
-
-def test_profiler_is_null_by_default_and_a_named_one_is_used(tmp_path: Path) -> None:
-    assert isinstance(_trainer(tmp_path).profiler, NullProfiler)
-    assert isinstance(_trainer(tmp_path, "trainer.profiler=simple").profiler, SimpleProfiler)
-    with NullProfiler().profile("any") as entered:
-        assert entered is None
+from tests.conftest import run_script
 
 
 def test_index_tensor_batches_cover_the_split_in_sampler_order(
@@ -109,3 +71,13 @@ def test_sweep_benchmark_measures_both_launchers(tmp_path: Path, raw_paths: dict
         assert measured["jobs"] == 4 and measured["wall_s"] > measured["training_s"] / 4 > 0
         assert measured["fixed_cost_s_max"] >= measured["fixed_cost_s_median"] > 0
         assert measured["samples_per_s"] > 0
+
+
+def test_internals_benchmark_compares_each_measure_with_the_project_path(raw_paths: dict
+                                                                         ) -> None:
+    result = run_script("benchmarks/internals.py", "--models", "softmax", "--repeats", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if "of project" in line]
+    assert [line.split()[1] for line in lines] == ["project", "null_profiler",
+                                                   "skip_step_hooks", "log_every_step"]
+    assert "x1.000 of project" in lines[0]

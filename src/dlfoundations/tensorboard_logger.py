@@ -72,8 +72,7 @@ class RunTensorBoardLogger(TensorBoardLogger):
     @rank_zero_only
     def save(self) -> None:
         """Flush only: no ``hparams.yaml`` (the run's config is its ``config.yaml``)."""
-        if self._experiment is not None:
-            self._experiment.flush()
+        self.experiment.flush()
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -81,5 +80,4 @@ class RunTensorBoardLogger(TensorBoardLogger):
 
     @rank_zero_only
     def close(self) -> None:
-        if self._experiment is not None:
-            self._experiment.close()
+        self.experiment.close()

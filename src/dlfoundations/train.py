@@ -17,7 +17,6 @@ from lightning.pytorch.plugins.environments import (
     SLURMEnvironment,
     TorchElasticEnvironment,
 )
-from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations import console
@@ -27,7 +26,6 @@ from dlfoundations.callbacks import (
     TrainingDiverged,
     ValidationHistory,
 )
-from dlfoundations.callbacks.step_hooks import skip_unused_step_hooks
 from dlfoundations.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
 from dlfoundations.checks import check_run_config
 from dlfoundations.console import in_multirun
@@ -35,7 +33,6 @@ from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, require
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.optim import scaled_lr
-from dlfoundations.profiler import NullProfiler
 from dlfoundations.run_folder import FINISHED, read_metrics, write_metrics, write_text
 from dlfoundations.tensorboard_logger import RunTensorBoardLogger
 
@@ -46,15 +43,22 @@ if TYPE_CHECKING:
 GROUPS = ("model", "optim", "scheduler", "data", "init", "lr_scaling")
 
 
-def check_processes_are_safe(trainer: L.Trainer) -> None:
+#: strategies whose extra processes Lightning starts without re-running the script
+START_METHODS_IN_PROCESS = ("ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def check_processes_are_safe(trainer: L.Trainer, strategy: Any) -> None:
     """Refuse DDP that Lightning would start by re-running this script inside a multirun.
 
-    Lightning's subprocess launcher re-runs ``sys.argv`` for each extra rank; with ``-m`` that
-    re-runs the whole sweep, in a second sweep folder, with ranks that can disagree.
+    Lightning starts each extra rank of ``ddp`` (and of ``auto`` on several devices) by
+    re-running ``sys.argv``; with ``-m`` that re-runs the whole sweep, in a second sweep folder,
+    with ranks that can disagree. Allowed: one process, processes started outside (SLURM,
+    torchrun), and the ``ddp_spawn`` family (``strategy``: the config's ``trainer.strategy``).
     """
-    launcher = getattr(trainer.strategy, "launcher", None)
-    if (in_multirun() and isinstance(launcher, _SubprocessScriptLauncher)
-            and not launcher.cluster_environment.creates_processes_externally):
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    external = environment is not None and environment.creates_processes_externally
+    spawned = isinstance(strategy, str) and strategy.startswith(START_METHODS_IN_PROCESS)
+    if in_multirun() and trainer.world_size > 1 and not external and not spawned:
         raise UserError(
             f"trainer.strategy={trainer.strategy.__class__.__name__} with "
             f"{trainer.world_size} processes is not allowed inside a multirun (-m): Lightning "
@@ -98,23 +102,19 @@ def physical_device(device: torch.device) -> str:
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the loggers and callbacks of their groups, the
-    guards every run has, checkpoints read and written by ``SafeCheckpointIO``, and
-    ``NullProfiler`` unless ``trainer.profiler`` names one; each callback's unused per-step
-    hooks are skipped. The model summary shows with ``verbose``, the progress bar in a
-    single run (a sweep prints a line per job)."""
+    guards every run has, and checkpoints read and written by ``SafeCheckpointIO``. The model
+    summary shows with ``verbose``, the progress bar in a single run (a sweep prints a line
+    per job)."""
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
     verbose = bool(cfg.get("verbose"))
     bar = verbose or not in_multirun()
     callbacks = [callback for callback in (instantiate(node) for node in
                                            (cfg.get("callbacks") or {}).values())
                  if bar or not isinstance(callback, ProgressBar)]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, plugins=[SafeCheckpointIO()],
-                          enable_model_summary=verbose, enable_progress_bar=bar,
-                          profiler=cfg.trainer.get("profiler") or NullProfiler(),
-                          callbacks=[*callbacks, *extra_callbacks, DivergenceGuard(),
-                                     GracefulInterrupt()])
-    skip_unused_step_hooks(trainer.callbacks)
-    return trainer
+    return instantiate(cfg.trainer, logger=loggers or False, plugins=[SafeCheckpointIO()],
+                       enable_model_summary=verbose, enable_progress_bar=bar,
+                       callbacks=[*callbacks, *extra_callbacks, DivergenceGuard(),
+                                  GracefulInterrupt()])
 
 
 def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningModule, float]:
@@ -193,7 +193,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     history = ValidationHistory()
     pruning = search_trial(cfg, run_dir)
     trainer = build_trainer(cfg, history, *([pruning] if pruning else []))
-    check_processes_are_safe(trainer)
+    check_processes_are_safe(trainer, cfg.trainer.get("strategy"))
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
     for logger in trainer.loggers:

@@ -79,16 +79,26 @@ class LabModule(L.LightningModule):
 
     def writes_logs_this_step(self) -> bool:
         """Whether Lightning writes step logs after this training step (every
-        ``log_every_n_steps``); outside a Trainer's loop, False."""
-        connector = getattr(self._trainer, "_logger_connector", None)
-        return bool(connector and connector.should_update_logs)
+        ``log_every_n_steps`` optimizer steps), so that a step-level value is handed to
+        ``self.log`` only then: on every step, ``self.log`` costs a measurable share of a
+        small model's epoch (docs/performance.md); outside a Trainer's loop, False."""
+        every = self.trainer.log_every_n_steps if self.attached else 0  # 0: barebones
+        return every > 0 and (self.trainer.global_step + 1) % every == 0
+
+    @property
+    def attached(self) -> bool:
+        """Whether a Trainer runs this model (Lightning's ``trainer`` raises otherwise)."""
+        try:
+            return self.trainer is not None
+        except RuntimeError:
+            return False
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the classes (so ``scripts/eval.py`` can rebuild model and data) and the torch
         RNG state (so a resumed run draws the same dropout masks as an uninterrupted one)."""
         checkpoint["torch_rng_state"] = torch.get_rng_state()
         checkpoint["model_class"] = qualified_name(type(self))
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        datamodule = getattr(self.trainer, "datamodule", None) if self.attached else None
         if datamodule is not None:
             checkpoint["datamodule_class"] = qualified_name(type(datamodule))
 

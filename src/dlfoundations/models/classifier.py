@@ -48,6 +48,7 @@ class Classifier(LabModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
+        log_loss = self.writes_logs_this_step()  # before a manual step counts this step
         if self.automatic_optimization:
             logits = self(x)
             loss = F.cross_entropy(logits, y)
@@ -57,7 +58,7 @@ class Classifier(LabModule):
             correct = (logits.argmax(dim=1) == y).sum()
             self.train_sums.add_(torch.stack((loss * len(y), correct)))
         self.train_count += len(y)
-        if self.writes_logs_this_step():
+        if log_loss:
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
@@ -75,7 +76,7 @@ class Classifier(LabModule):
         if not self.train_count:
             return {}
         means = self.train_sums / self.train_count
-        if self._trainer is not None:
+        if self.attached:
             means = self.trainer.strategy.reduce(means, reduce_op="mean")
         return {"train/loss_epoch": means[0].item(), "train/acc": means[1].item()}
 
