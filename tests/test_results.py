@@ -142,7 +142,7 @@ def test_beyond_the_line_limit_a_figure_draws_the_best_and_says_so(sweep: tuple,
                                               {**job.metrics, "val/acc": n / 100},
                                               job.config, job.curves)])
             for n in range(figures.MAX_LINES + 5)]
-    drawn, note = figures.shown(many, "max", lambda setting: setting.name)
+    drawn, note = figures.shown(many, "max", lambda setting: setting.name, lambda _: None)
     assert sorted(s.name for s in drawn) == sorted(f"model.hidden={n}" for n in range(5, 25))
     assert note == f" (the best {figures.MAX_LINES} of {figures.MAX_LINES + 5} lines)"
     used = figures.plot(many, ["model.hidden"], {"tags": ["val/acc"]}, {}, tmp_path / "m.png")

@@ -101,12 +101,15 @@ def mean_curve(jobs: list[Job], tag: str, axis: str, smooth: float
     return x, means, stds
 
 
-def shown(settings: list[Setting], mode: str, label: Callable[[Setting], str]
-          ) -> tuple[list[Setting], str]:
-    """The settings a figure draws and a note if some are left out: those of the best
-    ``MAX_LINES`` line labels (a label is a line in each panel, with its own colour)."""
+def shown(settings: list[Setting], mode: str, label: Callable[[Setting], str],
+          panel: Callable[[Setting], str | None]) -> tuple[list[Setting], str]:
+    """The settings a figure draws and a note if some are left out: where a panel would hold
+    more than ``MAX_LINES`` lines, the lines (labels) of the best settings."""
+    lines: dict[str | None, set[str]] = {}
+    for setting in settings:
+        lines.setdefault(panel(setting), set()).add(label(setting))
     labels = list(dict.fromkeys(label(s) for s in settings))
-    if len(labels) <= MAX_LINES:
+    if max((len(found) for found in lines.values()), default=0) <= MAX_LINES:
         return settings, ""
     ranked = sorted(settings, key=lambda s: (not s.scores, -s.mean if mode == "max" and
                                              s.scores else s.mean if s.scores else 0))
@@ -126,11 +129,13 @@ def plot(settings: list[Setting], axes: list[str], figure: dict[str, Any], colou
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import EngFormatter, MaxNLocator
 
     mode = settings[0].jobs[0].mode if settings else "max"
     key, pattern = panel_key(figure, axes), figure.get("panel_of")
-    drawn, note = shown(settings, mode, lambda setting: line_label(setting, key, pattern))
+    drawn, note = shown(settings, mode, lambda setting: line_label(setting, key, pattern),
+                        lambda setting: panel_value(setting.jobs[0], key, pattern) if key
+                        else None)
     axis = x_axis(figure, axes)
     by_panel: dict[str | None, list[Setting]] = {}
     for setting in drawn:
@@ -178,6 +183,8 @@ def plot(settings: list[Setting], axes: list[str], figure: dict[str, Any], colou
         ax.set(title=f"{tag}, {value}" if value else tag, xlabel=axis, ylabel=tag)
         if axis == "epoch":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
+            ax.xaxis.set_major_formatter(EngFormatter())  # 150 k, 1.2 M
         if figure.get("log_y"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
