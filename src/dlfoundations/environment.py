@@ -10,8 +10,8 @@ def hide_absent_gpus() -> bool:
     """Set ``CUDA_VISIBLE_DEVICES=""`` on a machine with no NVIDIA device; True if it did.
 
     With torch's CUDA build and no GPU, every Adam/AdamW step calls
-    ``torch.cuda.device_count()``, which loads NVML afresh until CUDA is initialised (about
-    0.15-0.2 ms a step here, 10-13% of an MLP epoch). Hiding the absent GPUs removes that.
+    ``torch.cuda.device_count()``, which loads NVML afresh until CUDA is initialised: a cost
+    on every step (docs/performance.md). Hiding the absent GPUs removes it.
     Never done where a GPU device node exists or the variable is already set.
     """
     if "CUDA_VISIBLE_DEVICES" in os.environ or glob.glob("/dev/nvidia[0-9]*"):

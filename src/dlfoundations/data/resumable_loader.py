@@ -45,9 +45,10 @@ class IndexTensorBatchSampler(BatchSampler):
     """A ``BatchSampler`` whose batches are int64 tensor slices, not lists of Python ints.
 
     ``BatchSampler`` gathers a batch index by index in Python and ``InMemoryImages`` then turns
-    the list into a tensor, about 40 us per batch of 256 here; this one takes the epoch's order
-    as one tensor and hands out slices of it. Lightning re-creates it around its
-    ``DistributedSampler`` under DDP (same ``sampler, batch_size, drop_last`` arguments).
+    the list into a tensor, a cost per batch that a small model feels (docs/performance.md);
+    this one takes the epoch's order as one tensor and hands out slices of it. Lightning
+    re-creates it around its ``DistributedSampler`` under DDP (same ``sampler, batch_size,
+    drop_last`` arguments).
     """
 
     def __iter__(self) -> Iterator[torch.Tensor]:
