@@ -42,7 +42,7 @@ from dlfoundations.data import FashionMNISTDataModule, raw_files
 from dlfoundations.data.in_memory import InMemoryImages
 from dlfoundations.models.base import LabModule
 from dlfoundations.optim import weight_decay_groups
-from dlfoundations.train import build_model, build_trainer
+from dlfoundations.run.train import build_model, build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 #: epochs run before timing starts; on the 2-core machine the first two are still 25-60% slow

@@ -30,8 +30,8 @@ import lightning as L  # noqa: E402
 from lightning.pytorch.profilers import PassThroughProfiler  # noqa: E402
 
 from benchmarks.epochs import WARMUP_EPOCHS, LightningMode, load_data, run_config  # noqa: E402
-from dlfoundations import console  # noqa: E402
 from dlfoundations.data import FashionMNISTDataModule  # noqa: E402
+from dlfoundations.run import console  # noqa: E402
 
 
 class NullProfiler(PassThroughProfiler):

@@ -7,8 +7,8 @@ hide_absent_gpus()  # before torch is imported: see dlfoundations/environment.py
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from dlfoundations.cli import run_app, run_job  # noqa: E402
-from dlfoundations.evaluate import evaluate  # noqa: E402
+from dlfoundations.run.cli import run_app, run_job  # noqa: E402
+from dlfoundations.run.evaluate import evaluate  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

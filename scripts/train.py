@@ -7,13 +7,13 @@ hide_absent_gpus()  # before torch is imported: see dlfoundations/environment.py
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from dlfoundations.cli import run_app, run_job  # noqa: E402
-from dlfoundations.console import in_multirun, say  # noqa: E402
+from dlfoundations.run.cli import run_app, run_job  # noqa: E402
+from dlfoundations.run.console import in_multirun, say  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from dlfoundations.train import train  # torch and Lightning: not needed for --help
+    from dlfoundations.run.train import train  # torch and Lightning: not needed for --help
 
     metrics = run_job(train, cfg)
     finals = [f"{key} {value:.4g}" for key, value in sorted(metrics.items())

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from dlfoundations.errors import UserError
+from dlfoundations.run.train import physical_device
 from dlfoundations.side_by_side import Slot, plan_slots
-from dlfoundations.train import physical_device
 from tests.conftest import run_script, start_script, wait_for
 
 COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_step", "lr")

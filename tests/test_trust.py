@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlfoundations.checkpoints import read_checkpoint
 from dlfoundations.data import FashionMNISTDataModule, raw_files
 from dlfoundations.errors import UserError
-from dlfoundations.rebuild import rebuild
-from dlfoundations.run_folder import CLAIM_FILE, claim
+from dlfoundations.run.checkpoints import read_checkpoint
+from dlfoundations.run.folder import CLAIM_FILE, claim
+from dlfoundations.run.rebuild import rebuild
 from tests.conftest import ROOT, run_script
 
 TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2",

@@ -10,11 +10,11 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from dlfoundations.cli import refuse
 from dlfoundations.errors import UserError
 from dlfoundations.progress import PROGRESS, sweep_plan
 from dlfoundations.reporting.summary import write_summary
-from dlfoundations.run_folder import make_writable_dir
+from dlfoundations.run.cli import refuse
+from dlfoundations.run.folder import make_writable_dir
 
 
 def sweep_command(config: DictConfig) -> tuple[list[str], Any]:

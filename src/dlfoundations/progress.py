@@ -19,7 +19,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.reporting.jobs import named
-from dlfoundations.run_folder import read_metrics
+from dlfoundations.run.folder import read_metrics
 
 
 def sweep_plan(config: DictConfig) -> tuple[int, list[str]]:

@@ -28,10 +28,10 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from omegaconf import DictConfig, open_dict
 
-from dlfoundations import run_folder
 from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, require
 from dlfoundations.progress import PROGRESS
+from dlfoundations.run import folder
 
 #: how often the launcher looks at signals and at its workers while it waits, in seconds
 POLL_S = 0.2
@@ -103,7 +103,7 @@ def environment(**values: str) -> Iterator[None]:
 def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: int) -> None:
     """A worker's life: take jobs until told to stop (None) or the launcher is gone."""
     os.setpgrp()  # signals come from the launcher only, each once
-    from dlfoundations.interrupts import INTERRUPTS
+    from dlfoundations.run.interrupts import INTERRUPTS
 
     INTERRUPTS.install()
     import torch
@@ -187,7 +187,7 @@ def sweep_configs(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
 def lost_job(sweep_config: DictConfig, exitcode: int | None) -> JobReturn:
     """The return of a job whose worker died: ``failed`` in its ``metrics.json``; the sweep
     goes on."""
-    from dlfoundations.cli import record_failure
+    from dlfoundations.run.cli import record_failure
 
     HydraConfig.instance().set_config(sweep_config)
     run_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
@@ -195,7 +195,7 @@ def lost_job(sweep_config: DictConfig, exitcode: int | None) -> JobReturn:
            else f"exit status {exitcode}")
     reason = f"its worker process ended with {how}"
     print(f"job failed: {reason} ({run_dir})")
-    if (run_dir / run_folder.CLAIM_FILE).exists():
+    if (run_dir / folder.CLAIM_FILE).exists():
         record_failure(run_dir, {"status": "failed", "reason": reason})
     return JobReturn(overrides=list(sweep_config.hydra.overrides.task), cfg=sweep_config,
                      hydra_cfg=sweep_config, working_dir=str(run_dir),
@@ -206,8 +206,8 @@ def lost_job(sweep_config: DictConfig, exitcode: int | None) -> JobReturn:
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
            ) -> Sequence[JobReturn]:
     """Run the jobs on the slots' workers; after a signal, stop the sweep (exit status 3)."""
-    from dlfoundations.cli import refuse, stop_sweep
-    from dlfoundations.interrupts import INTERRUPTS
+    from dlfoundations.run.cli import refuse, stop_sweep
+    from dlfoundations.run.interrupts import INTERRUPTS
 
     config = launcher.config
     setup_globals()

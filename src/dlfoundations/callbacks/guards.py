@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 
-from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
+from dlfoundations.run.interrupts import INTERRUPTS, RunInterrupted
 
 
 class TrainingDiverged(Exception):

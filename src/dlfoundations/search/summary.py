@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dlfoundations.reporting.tables import cell, markdown_table
-from dlfoundations.run_folder import write_text
+from dlfoundations.run.folder import write_text
 from dlfoundations.search.study import RETRY_OF, counted
 
 

@@ -24,9 +24,9 @@ from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from dlfoundations.cli import refuse
 from dlfoundations.errors import UserError, first_line, require
-from dlfoundations.run_folder import read_metrics
+from dlfoundations.run.cli import refuse
+from dlfoundations.run.folder import read_metrics
 from dlfoundations.search import study as studies
 from dlfoundations.search.space import search_space, suggest
 from dlfoundations.search.summary import write_study_summary

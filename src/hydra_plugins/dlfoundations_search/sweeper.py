@@ -34,8 +34,8 @@ class SearchSweeper(Sweeper):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def sweep(self, arguments: list[str]) -> None:
-        from dlfoundations.cli import refuse
         from dlfoundations.errors import UserError
+        from dlfoundations.run.cli import refuse
         from dlfoundations.search.sweep import Search
 
         try:

@@ -15,7 +15,6 @@ from typing import Any
 
 import lightning as L
 
-from dlfoundations.checkpoints import check_matches
 from dlfoundations.data import FashionMNISTDataModule, SyntheticLinearDataModule
 from dlfoundations.errors import UserError
 from dlfoundations.models import (
@@ -26,6 +25,7 @@ from dlfoundations.models import (
     SoftmaxRegression,
 )
 from dlfoundations.models.base import qualified_name
+from dlfoundations.run.checkpoints import check_matches
 
 #: the classes a checkpoint may name, by the name it stores (``qualified_name``)
 MODEL_CLASSES: dict[str, type[L.LightningModule]] = {

@@ -4,7 +4,7 @@ Every checkpoint the project reads (eval, resume, testing the best checkpoint) g
 ``read_checkpoint``: ``torch.load(weights_only=True)`` (no pickled code), then a check that
 each field the project or Lightning uses has the type it must have, so a crafted or damaged
 file is refused in one sentence instead of failing somewhere inside training. Nothing in a
-checkpoint ever chooses code to import or call (see ``dlfoundations.rebuild``).
+checkpoint ever chooses code to import or call (see ``dlfoundations.run.rebuild``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import nn
 
 from dlfoundations.errors import UserError, first_line
-from dlfoundations.run_folder import write_atomically
+from dlfoundations.run.folder import write_atomically
 
 #: top-level fields and the types they must have when present
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {

@@ -9,9 +9,9 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dlfoundations.checkpoints import read_checkpoint
-from dlfoundations.rebuild import rebuild
-from dlfoundations.run_folder import write_metrics, write_text
+from dlfoundations.run.checkpoints import read_checkpoint
+from dlfoundations.run.folder import write_metrics, write_text
+from dlfoundations.run.rebuild import rebuild
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

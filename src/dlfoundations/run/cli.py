@@ -19,11 +19,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlfoundations import console, run_folder
-from dlfoundations.console import in_multirun
 from dlfoundations.errors import UserError, first_line
-from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.reporting.summary import write_summary
+from dlfoundations.run import console, folder
+from dlfoundations.run.console import in_multirun
+from dlfoundations.run.interrupts import INTERRUPTS, RunInterrupted
 
 #: exit status of a run stopped by bad input, and of a run that did not complete
 EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
@@ -40,7 +40,7 @@ _app_running = False  # set by run_app: the sweep runs in this process (the defa
 def run_app(app: Callable[[], Any]) -> None:
     """Run a ``@hydra.main`` function as the scripts do.
 
-    SIGINT and SIGTERM are handled for the whole process (``dlfoundations.interrupts``). Hydra
+    SIGINT and SIGTERM are handled for the whole process (``dlfoundations.run.interrupts``). Hydra
     exits with status 1 when it refuses the command line (an unknown key or option, a bad
     override) before any job ran; that is bad input, so the exit status becomes 2. A signal
     that arrived after the last job ended still makes the exit status 3.
@@ -121,19 +121,19 @@ def take_folder(cfg: DictConfig, run_dir: Path) -> bool:
     if rank_zero_only.rank != 0:
         return False
     ran_before = any((run_dir / name).exists()
-                     for name in (run_folder.CLAIM_FILE, *run_folder.RUN_FILES))
+                     for name in (folder.CLAIM_FILE, *folder.RUN_FILES))
     if cfg.get("resume") is True and ran_before:
-        if (run_folder.read_metrics(run_dir) or {}).get("status") in run_folder.FINISHED:
+        if (folder.read_metrics(run_dir) or {}).get("status") in folder.FINISHED:
             return False
-        run_folder.retake(run_dir)
+        folder.retake(run_dir)
         return True
-    run_folder.claim(run_dir)
+    folder.claim(run_dir)
     if HydraConfig.initialized():
         record = run_dir / ".hydra"
         record.mkdir(exist_ok=True)
-        run_folder.write_text(record / "overrides.yaml",
+        folder.write_text(record / "overrides.yaml",
                               OmegaConf.to_yaml(HydraConfig.get().overrides.task))
-        run_folder.write_text(record / "config.yaml", OmegaConf.to_yaml(cfg))
+        folder.write_text(record / "config.yaml", OmegaConf.to_yaml(cfg))
     return True
 
 
@@ -223,7 +223,7 @@ def record_failure(run_dir: Path, metrics: dict[str, Any]) -> None:
     """Write a failure status to ``metrics.json``, unless the disk refuses even that."""
     try:
         with INTERRUPTS.shield():
-            run_folder.write_metrics(run_dir, {**(run_folder.read_metrics(run_dir) or {}),
+            folder.write_metrics(run_dir, {**(folder.read_metrics(run_dir) or {}),
                                                **metrics})
     except OSError as err:
         console.say(f"warning: metrics.json could not be written ({one_line(err)})", error=True)

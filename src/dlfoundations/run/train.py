@@ -19,21 +19,21 @@ from lightning.pytorch.plugins.environments import (
 )
 from omegaconf import DictConfig, OmegaConf
 
-from dlfoundations import console
 from dlfoundations.callbacks import (
     DivergenceGuard,
     GracefulInterrupt,
     TrainingDiverged,
     ValidationHistory,
 )
-from dlfoundations.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
-from dlfoundations.checks import check_run_config
-from dlfoundations.console import in_multirun
 from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, require
-from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.optim import scaled_lr
-from dlfoundations.run_folder import FINISHED, read_metrics, write_metrics, write_text
+from dlfoundations.run import console
+from dlfoundations.run.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
+from dlfoundations.run.checks import check_run_config
+from dlfoundations.run.console import in_multirun
+from dlfoundations.run.folder import FINISHED, read_metrics, write_metrics, write_text
+from dlfoundations.run.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.tensorboard_logger import RunTensorBoardLogger
 
 if TYPE_CHECKING:
