@@ -16,7 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dlfoundations.reporting.jobs import REPLICATE_KEYS, Job, Setting, natural, setting_axes
+from dlfoundations.reporting.jobs import (
+    Job,
+    Setting,
+    natural,
+    ranked,
+    replicate_axes,
+    setting_axes,
+)
 from dlfoundations.reporting.tables import best_setting
 
 #: panels side by side (one per value of ``panels_by``) before a tag's row wraps
@@ -111,9 +118,8 @@ def shown(settings: list[Setting], mode: str, label: Callable[[Setting], str],
     labels = list(dict.fromkeys(label(s) for s in settings))
     if max((len(found) for found in lines.values()), default=0) <= MAX_LINES:
         return settings, ""
-    ranked = sorted(settings, key=lambda s: (not s.scores, -s.mean if mode == "max" and
-                                             s.scores else s.mean if s.scores else 0))
-    kept = list(dict.fromkeys(label(s) for s in ranked))[:MAX_LINES]
+    best_first = [*ranked(settings, mode), *(s for s in settings if not s.scores)]
+    kept = list(dict.fromkeys(label(s) for s in best_first))[:MAX_LINES]
     return ([s for s in settings if label(s) in kept],
             f" (the best {MAX_LINES} of {len(labels)} lines)")
 
@@ -133,14 +139,16 @@ def plot(settings: list[Setting], axes: list[str], figure: dict[str, Any], colou
 
     mode = settings[0].jobs[0].mode if settings else "max"
     key, pattern = panel_key(figure, axes), figure.get("panel_of")
+
+    def panel(setting: Setting) -> str | None:
+        return panel_value(setting.jobs[0], key, pattern) if key else None
+
     drawn, note = shown(settings, mode, lambda setting: line_label(setting, key, pattern),
-                        lambda setting: panel_value(setting.jobs[0], key, pattern) if key
-                        else None)
+                        panel)
     axis = x_axis(figure, axes)
     by_panel: dict[str | None, list[Setting]] = {}
     for setting in drawn:
-        by_panel.setdefault(panel_value(setting.jobs[0], key, pattern) if key else None,
-                            []).append(setting)
+        by_panel.setdefault(panel(setting), []).append(setting)
     panel_values = sorted(by_panel, key=lambda v: natural(v.split("=", 1)[1]) if v else
                           (0, 0.0, ""))
     tags = [tag for tag in figure["tags"]
@@ -188,12 +196,11 @@ def plot(settings: list[Setting], axes: list[str], figure: dict[str, Any], colou
         if figure.get("log_y"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    replicated = [key for key in REPLICATE_KEYS if key in axes]
     for ax in slots:
         if not ax.get_subplotspec().is_last_row() and axis != "step":
             ax.set_xlabel("")  # the x axis is shared: named under the bottom row
     if any(len(s.jobs) > 1 for s in drawn):
-        note += f" (mean over {', '.join(replicated)}, ± std shaded)"
+        note += f" (mean over {', '.join(replicate_axes(axes))}, ± std shaded)"
     if note:
         fig.suptitle(note.strip(" ()"))
     order = [label for label in colours if label in handles]  # the sweep's colour order
@@ -236,7 +243,7 @@ def heatmap(settings: list[Setting], axes: list[str], path: Path) -> bool:
                         fontweight="bold" if bold else "normal")
     ax.set(xticks=range(len(columns)), xticklabels=columns, yticks=range(len(rows)),
            yticklabels=rows, xlabel=keys[1], ylabel=keys[0],
-           title=metric + (f" (mean over {', '.join(k for k in REPLICATE_KEYS if k in axes)})"
+           title=metric + (f" (mean over {', '.join(replicate_axes(axes))})"
                            if any(len(s.jobs) > 1 for s in settings) else ""))
     fig.colorbar(image, ax=ax, label=metric)
     fig.tight_layout()

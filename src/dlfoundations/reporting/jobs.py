@@ -133,6 +133,17 @@ def setting_axes(axes: list[str]) -> list[str]:
     return [axis for axis in axes if axis not in REPLICATE_KEYS]
 
 
+def replicate_axes(axes: list[str]) -> list[str]:
+    """The swept axes that repeat a setting (seed, fold)."""
+    return [key for key in REPLICATE_KEYS if key in axes]
+
+
+def ranked(settings: list[Setting], mode: str) -> list[Setting]:
+    """The settings that have a score, best mean first (``mode``: max or min)."""
+    return sorted((s for s in settings if s.scores),
+                  key=lambda s: -s.mean if mode == "max" else s.mean)
+
+
 def named(values: dict[str, str], keys: list[str]) -> str:
     """``key=value`` of ``keys`` as Hydra names a job's folder: sorted, joined by commas, a
     ``/`` in a value as ``-``; so a job's name in the tables is its TensorBoard run's name."""
@@ -149,7 +160,8 @@ def name_jobs(jobs: list[Job], axes: list[str]) -> None:
 def settings(jobs: list[Job], axes: list[str]) -> list[Setting]:
     """The jobs grouped into settings (equal values of every non-replicate axis), in the order
     of ``jobs``."""
+    keys = setting_axes(axes)
     groups: dict[str, list[Job]] = {}
     for job in jobs:
-        groups.setdefault(named(job.values, setting_axes(axes)) or "all jobs", []).append(job)
+        groups.setdefault(named(job.values, keys) or "all jobs", []).append(job)
     return [Setting(name, members) for name, members in groups.items()]

@@ -7,7 +7,14 @@ from __future__ import annotations
 from itertools import product
 from typing import Any
 
-from dlfoundations.reporting.jobs import REPLICATE_KEYS, Job, Setting, natural, setting_axes
+from dlfoundations.reporting.jobs import (
+    Job,
+    Setting,
+    natural,
+    ranked,
+    replicate_axes,
+    setting_axes,
+)
 
 #: metrics.json keys in the ranking table besides the monitored metric, its test counterpart
 #: and extras, with the names the README gives them
@@ -47,10 +54,8 @@ def mean_std(setting: Setting) -> str:
 
 
 def best_setting(settings: list[Setting], mode: str) -> Setting | None:
-    scored = [s for s in settings if s.scores]
-    if not scored:
-        return None
-    return (max if mode == "max" else min)(scored, key=lambda s: s.mean)
+    best = ranked(settings, mode)
+    return best[0] if best else None
 
 
 def within_noise(settings: list[Setting], best: Setting) -> list[Setting]:
@@ -65,16 +70,16 @@ def replicates(settings: list[Setting], axes: list[str], mode: str) -> list[str]
     which differences from the best are smaller than the spread; nothing without replicates."""
     if not any(len(s.scores) > 1 for s in settings):
         return []
-    over = [key for key in REPLICATE_KEYS if key in axes]
+    over = replicate_axes(axes)
     title = "Cross-validation" if over == ["data.fold"] else f"Over {', '.join(over)}"
     metric = settings[0].jobs[0].monitor
-    ranked = sorted((s for s in settings if s.scores),
-                    key=lambda s: -s.mean if mode == "max" else s.mean)
+    best_first = ranked(settings, mode)
     lines = [f"{title} ({metric}, mean ± sample std over n jobs):", ""]
     lines += markdown_table(["setting", "metric", "n", "mean ± std"], [
-        [s.name, metric, str(len(s.scores)), f"{s.mean:.4f} ± {s.std:.4f}"] for s in ranked])
-    best = ranked[0]
-    close = within_noise(ranked, best)
+        [s.name, metric, str(len(s.scores)), f"{s.mean:.4f} ± {s.std:.4f}"]
+        for s in best_first])
+    best = best_first[0]
+    close = within_noise(best_first, best)
     lines += ["", f"Best: {best.name}. " + (
         f"Within its spread (difference from the best smaller than the larger std): "
         f"{', '.join(s.name for s in close)}." if close else

@@ -132,7 +132,7 @@ def take_folder(cfg: DictConfig, run_dir: Path) -> bool:
         record = run_dir / ".hydra"
         record.mkdir(exist_ok=True)
         folder.write_text(record / "overrides.yaml",
-                              OmegaConf.to_yaml(HydraConfig.get().overrides.task))
+                          OmegaConf.to_yaml(HydraConfig.get().overrides.task))
         folder.write_text(record / "config.yaml", OmegaConf.to_yaml(cfg))
     return True
 
@@ -223,7 +223,6 @@ def record_failure(run_dir: Path, metrics: dict[str, Any]) -> None:
     """Write a failure status to ``metrics.json``, unless the disk refuses even that."""
     try:
         with INTERRUPTS.shield():
-            folder.write_metrics(run_dir, {**(folder.read_metrics(run_dir) or {}),
-                                               **metrics})
+            folder.write_metrics(run_dir, {**(folder.read_metrics(run_dir) or {}), **metrics})
     except OSError as err:
         console.say(f"warning: metrics.json could not be written ({one_line(err)})", error=True)

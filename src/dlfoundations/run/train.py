@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
 #: config groups whose choice and values are a run's hyperparameters
 GROUPS = ("model", "optim", "scheduler", "data", "init", "lr_scaling")
-
-
 #: strategies whose extra processes Lightning starts without re-running the script
 START_METHODS_IN_PROCESS = ("ddp_spawn", "ddp_fork", "ddp_notebook")
 
@@ -251,7 +249,7 @@ def log_final(trainer: L.Trainer, params: dict[str, Any], metrics: dict[str, Any
     final = {key: value for key, value in metrics.items() if "/" in key}
     for logger in trainer.loggers:
         if isinstance(logger, RunTensorBoardLogger):
-            logger.log_run(params, final, trainer.global_step * logger.samples_per_step)
+            logger.log_run(params, final, logger.samples_seen(trainer.global_step))
             logger.close()
         else:
             logger.log_hyperparams(params)
