@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from dlfoundations import scratch_optimizers as scratch
 from dlfoundations.data import FashionMNISTDataModule
 from dlfoundations.data.synthetic_linear import SyntheticLinearDataModule
-from dlfoundations.models import MLP, LinearRegression, LogisticRegression, SoftmaxRegression
+from dlfoundations.models import BinaryClassifier, Classifier, Regressor
+from dlfoundations.networks import MLP
 from dlfoundations.optim import weight_decay_groups
 from tests.conftest import ROOT, run_script
 
@@ -33,6 +34,8 @@ PAIRS = {
 #: ends up to 6e-2 apart (AdaGrad) over these 200 steps.
 TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-2}
 STEPS = 200
+#: the network whose gradients the notes derive (linear, softmax and logistic regression)
+LINEAR = {"name": "linear"}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,7 @@ def twin_runs(name: str, weight_decay: float, dtype: torch.dtype, batches: list,
     """The MLP trained from the same weights by the hand-written and by torch's optimizer."""
     by_hand, by_torch, options = PAIRS[name]
     torch.manual_seed(0)
-    first = MLP(hidden=[64], dropout=0.0).net.to(dtype)
+    first = MLP(hidden=[64], dropout=0.0).to(dtype)
     second = copy.deepcopy(first)
     results = []
     for model, cls in ((first, by_hand), (second, by_torch)):
@@ -102,19 +105,19 @@ def real_batch(model_name: str, fashion_mnist: FashionMNISTDataModule
         data = SyntheticLinearDataModule(batch_size=64)
         data.setup()
         x, y = next(iter(data.train_dataloader()))
-        return LinearRegression().double(), x.double(), y.double()
+        return Regressor(LINEAR).double(), x.double(), y.double()
     x, y = next(iter(fashion_mnist.train_dataloader()))
     if model_name == "logreg":
         keep = (y == 0) | (y == 6)
-        return LogisticRegression().double(), x[keep].double(), (y[keep] == 6).long()
-    return SoftmaxRegression().double(), x.double(), y
+        return BinaryClassifier(LINEAR).double(), x[keep].double(), (y[keep] == 6).long()
+    return Classifier(LINEAR).double(), x.double(), y
 
 
 def autograd_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     output = model(x)
-    if isinstance(model, LinearRegression):
+    if isinstance(model, Regressor):
         return F.mse_loss(output, y)
-    if isinstance(model, LogisticRegression):
+    if isinstance(model, BinaryClassifier):
         return F.binary_cross_entropy_with_logits(output, y.double())
     return F.cross_entropy(output, y)
 
@@ -138,9 +141,10 @@ def test_derived_gradients_equal_autograd_on_a_real_batch(
 def test_derived_gradients_pass_a_central_difference_check(model_name: str) -> None:
     """(L(p + h) - L(p - h)) / 2h for every entry of every parameter of a small model."""
     torch.manual_seed(1)
-    model = {"linreg": lambda: LinearRegression(true_w=[1.0, -2.0, 0.5]),
-             "softmax": lambda: SoftmaxRegression(num_inputs=5, num_classes=3),
-             "logreg": lambda: LogisticRegression(num_inputs=5)}[model_name]().double()
+    small = {**LINEAR, "num_inputs": 5}
+    model = {"linreg": lambda: Regressor(LINEAR, true_w=[1.0, -2.0, 0.5]),
+             "softmax": lambda: Classifier(small, num_classes=3),
+             "logreg": lambda: BinaryClassifier(small)}[model_name]().double()
     x = torch.randn(8, 3 if model_name == "linreg" else 5, dtype=torch.float64)
     y = {"linreg": torch.randn(8, dtype=torch.float64), "softmax": torch.randint(0, 3, (8,)),
          "logreg": torch.randint(0, 2, (8,))}[model_name]

@@ -1,4 +1,5 @@
-"""The four models: shapes, the gradients of the notes, weight decay, initialisers, checkpoints."""
+"""The networks and the training modules: shapes, the gradients of the notes, weight decay,
+initialisers, checkpoints."""
 
 from __future__ import annotations
 
@@ -14,33 +15,48 @@ from torch import nn
 from dlfoundations.data import FashionMNISTDataModule
 from dlfoundations.errors import UserError
 from dlfoundations.init import initialise
-from dlfoundations.models import MLP, LeNet, LinearRegression, SoftmaxRegression
+from dlfoundations.models import Classifier, Regressor
+from dlfoundations.networks import MLP, LeNet, build
 from dlfoundations.optim import weight_decay_groups
 
-CLASSIFIERS = {
-    "softmax": lambda: SoftmaxRegression(),
-    "mlp": lambda: MLP(hidden=[64, 32], dropout=[0.2, 0.1]),
-    "lenet": lambda: LeNet(),
-    "lenet_padded": lambda: LeNet(padding=2, pool="max"),
-    "lenet_modern": lambda: LeNet(activation="relu", batch_norm=True),
+#: the networks of the classifiers, as model configs name them (``model.net``)
+NETS = {
+    "softmax": {"name": "linear"},
+    "mlp": {"name": "mlp", "hidden": [64, 32], "dropout": [0.2, 0.1]},
+    "lenet": {"name": "lenet"},
+    "lenet_padded": {"name": "lenet", "padding": 2, "pool": "max"},
+    "lenet_modern": {"name": "lenet", "activation": "relu", "batch_norm": True},
 }
+CLASSIFIERS = {name: lambda net=net: Classifier(net) for name, net in NETS.items()}
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_classifier_maps_images_to_ten_logits(name: str) -> None:
     assert CLASSIFIERS[name]()(torch.randn(7, 1, 28, 28)).shape == (7, 10)
+    assert build(NETS[name])(torch.randn(7, 1, 28, 28)).shape == (7, 10)  # the plain network
+
+
+def test_a_network_name_outside_the_table_is_refused_in_one_sentence() -> None:
+    with pytest.raises(UserError, match=r"^model\.net\.name='resnet' is not allowed.*one of "
+                       r"linear, mlp, lenet"):
+        Classifier({"name": "resnet"})
+    with pytest.raises(UserError, match=r"^model\.net\.hidden is not an option of the lenet "
+                       r"network \(its options: name, activation, pool, padding, batch_norm\)"):
+        Classifier({"name": "lenet", "hidden": [3]})
 
 
 def test_lenet_flattens_16x4x4_or_16x5x5_with_padding() -> None:
-    assert LeNet().net[7].in_features == 16 * 4 * 4
-    assert LeNet(padding=2).net[7].in_features == 16 * 5 * 5
+    assert LeNet()[7].in_features == 16 * 4 * 4
+    assert LeNet(padding=2)[7].in_features == 16 * 5 * 5
     assert sum(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d)
                for m in LeNet(batch_norm=True).modules()) == 4
     assert sum(isinstance(m, nn.Sigmoid) for m in LeNet().modules()) == 4
 
 
 def test_linear_regression_predicts_one_value_per_example() -> None:
-    assert LinearRegression(true_w=[1.0, 2.0, 3.0])(torch.randn(5, 3)).shape == (5,)
+    assert Regressor({"name": "linear"}, true_w=[1.0, 2.0, 3.0])(torch.randn(5, 3)).shape == (5,)
+    with pytest.raises(UserError, match=r"^model\.net\.name='mlp' is not allowed"):
+        Regressor({"name": "mlp"})
 
 
 def test_mlp_dropout_acts_in_training_mode_only() -> None:
@@ -52,9 +68,10 @@ def test_mlp_dropout_acts_in_training_mode_only() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "key"), [
-    ({"dropout": 1.0}, "model.dropout"), ({"dropout": -0.1}, "model.dropout"),
-    ({"dropout": [0.1, 0.2]}, "model.dropout"), ({"activation": "gelu"}, "model.activation"),
-    ({"hidden": []}, "model.hidden"),
+    ({"dropout": 1.0}, "model.net.dropout"), ({"dropout": -0.1}, "model.net.dropout"),
+    ({"dropout": [0.1, 0.2]}, "model.net.dropout"),
+    ({"activation": "gelu"}, "model.net.activation"), ({"hidden": []}, "model.net.hidden"),
+    ({"hidden": 3}, "model.net.hidden"),
 ])
 def test_mlp_refuses_bad_options(kwargs: dict, key: str) -> None:
     with pytest.raises(UserError, match=rf"^{key}="):
@@ -63,13 +80,13 @@ def test_mlp_refuses_bad_options(kwargs: dict, key: str) -> None:
 
 def test_sigmoid_derivative_is_sigma_times_one_minus_sigma() -> None:
     z = torch.linspace(-6, 6, 101, requires_grad=True)
-    sigma = MLP(activation="sigmoid").net[2](z)
+    sigma = MLP(activation="sigmoid")[2](z)
     (grad,) = torch.autograd.grad(sigma.sum(), z)
     torch.testing.assert_close(grad, (sigma * (1 - sigma)).detach())
 
 
 def test_softmax_jacobian_is_p_i_delta_ij_minus_p_j() -> None:
-    model = SoftmaxRegression()
+    model = Classifier({"name": "linear"})
     logits = model(torch.randn(1, 1, 28, 28))[0].detach()
     p = torch.softmax(logits, dim=0)
     jacobian = torch.autograd.functional.jacobian(lambda o: torch.softmax(o, dim=0), logits)
@@ -77,11 +94,12 @@ def test_softmax_jacobian_is_p_i_delta_ij_minus_p_j() -> None:
 
 
 def test_cross_entropy_gradient_of_softmax_regression_is_p_minus_y() -> None:
-    model, x, y = SoftmaxRegression(), torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    model = Classifier({"name": "linear"})
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
     logits = model(x)
     F.cross_entropy(logits, y, reduction="sum").backward()
     delta = torch.softmax(logits, dim=1).detach() - F.one_hot(y, 10).float()
-    linear = model.net[1]
+    linear = model.net.linear
     torch.testing.assert_close(linear.weight.grad, delta.T @ x.flatten(1))
     torch.testing.assert_close(linear.bias.grad, delta.sum(0))
 
@@ -91,7 +109,7 @@ def test_mlp_gradients_follow_the_delta_rule() -> None:
     model = MLP(hidden=[32], activation="sigmoid")
     x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
     F.cross_entropy(model(x), y, reduction="sum").backward()
-    first, second = model.net[1], model.net[3]
+    first, second = model[1], model[3]
     x = x.flatten(1)
     h = torch.sigmoid(x @ first.weight.T + first.bias).detach()
     delta2 = torch.softmax(h @ second.weight.T + second.bias, dim=1).detach() - F.one_hot(y, 10)
@@ -140,7 +158,8 @@ def test_zero_initialisation_keeps_hidden_units_identical(
     fashion_mnist: FashionMNISTDataModule,
 ) -> None:
     """With every weight 0, every hidden unit gets the same gradient: they never differ."""
-    model = MLP(hidden=[32], activation="sigmoid", init={"name": "zeros"})
+    model = Classifier({"name": "mlp", "hidden": [32], "activation": "sigmoid"},
+                       init={"name": "zeros"})
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     for step, (x, y) in enumerate(fashion_mnist.train_dataloader()):
         optimizer.zero_grad()

@@ -21,13 +21,14 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
     (["data.batch_size=0"], "data.batch_size=0 is not allowed"),
     (["optim.lr=0"], "optim.lr=0 is not allowed"),
     (["optim.weight_decay=-0.1"], "optim.weight_decay=-0.1 is not allowed"),
-    (["model=mlp", "model.dropout=1.0"], "model.dropout=1.0 is not allowed"),
+    (["model=mlp", "model.net.dropout=1.0"], "model.net.dropout=1.0 is not allowed"),
     (["trainer.max_epochs=0"], "trainer.max_epochs=0 is not allowed"),
     (["data.val_size=60000"], "data.val_size=60000 is not allowed"),
     (["data.num_folds=5", "data.fold=5"], "data.fold=5 is not allowed"),
     (["trainer.devices=0"], "trainer.devices=0 is not allowed"),
-    (["model=mlp", "model.activation=gelu"], "model.activation='gelu' is not allowed"),
-    (["model=lenet", "model.pool=median"], "model.pool='median' is not allowed"),
+    (["model=mlp", "model.net.activation=gelu"], "model.net.activation='gelu' is not allowed"),
+    (["model=lenet", "model.net.pool=median"], "model.net.pool='median' is not allowed"),
+    (["model.net.name=resnet"], "model.net.name='resnet' is not allowed"),
     (["+model.width=3"], "model.width is not an option of model"),
     (["seed=abc"], "seed='abc' is not allowed: seed must be an integer"),
     (["optim=sgd", "optim.momentum=-0.5"], "optim.momentum=-0.5 is not allowed"),
@@ -235,7 +236,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(uninterrupted: Path, tmp_p
                         f"ckpt_path={uninterrupted / 'checkpoints/last.ckpt'}",
                         f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
-    assert "does not match model SoftmaxRegression" in result.stderr
+    assert "does not match model Classifier with LinearNet" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -42,8 +42,8 @@ def folders(sweep_dir: Path) -> dict[int, dict]:
 def test_the_presets_declare_their_search_spaces() -> None:
     for preset, expected in (("mlp", {"optim": CategoricalDistribution,
                                       "optim.lr": FloatDistribution,
-                                      "model.hidden.0": IntDistribution}),
-                             ("lenet", {"model.batch_norm": CategoricalDistribution})):
+                                      "model.net.hidden.0": IntDistribution}),
+                             ("lenet", {"model.net.batch_norm": CategoricalDistribution})):
         cfg = compose_train(f"hparams_search={preset}", hydra=True)
         space, fixed = search_space(dict(cfg.hydra.sweeper.params), ["optim=sgd,adam", "seed=3"])
         assert {key: type(space[key]) for key in expected} == expected

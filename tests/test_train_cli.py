@@ -36,7 +36,8 @@ def test_metrics_json_holds_the_final_numbers(softmax_run: Path) -> None:
 
 def test_run_folder_holds_config_checkpoints_and_events(softmax_run: Path) -> None:
     config = yaml.safe_load((softmax_run / "config.yaml").read_text())
-    assert config["model"]["_target_"] == "dlfoundations.models.SoftmaxRegression"
+    assert config["model"]["_target_"] == "dlfoundations.models.Classifier"
+    assert config["model"]["net"] == {"name": "linear"}
     assert config["paths"]["output_dir"] == str(softmax_run)
     assert (softmax_run / "checkpoints" / "last.ckpt").is_file()
     events = list(softmax_run.glob("events.out.tfevents.*"))

@@ -58,7 +58,7 @@ def popen(marker: Path) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("case", ["model_class", "datamodule_class", "nested_target",
-                                  "other_project_class"])
+                                  "other_project_class", "network_name", "network_options"])
 def test_eval_never_runs_what_a_checkpoint_names(case: str, real_checkpoint: Path,
                                                  tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
@@ -69,6 +69,9 @@ def test_eval_never_runs_what_a_checkpoint_names(case: str, real_checkpoint: Pat
         "nested_target": {"hyper_parameters": {"init": {"_target_": "subprocess.Popen",
                                                         **popen(marker)}}},
         "other_project_class": {"model_class": "dlfoundations.callbacks.TestImages"},
+        "network_name": {"hyper_parameters": {"net": {"name": "subprocess.Popen",
+                                                      **popen(marker)}}},
+        "network_options": {"hyper_parameters": {"net": {"name": "linear", **popen(marker)}}},
     }[case]
     path = crafted(real_checkpoint, tmp_path, **changes)
     result = run_script("eval.py", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'eval'}")

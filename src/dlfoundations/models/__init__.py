@@ -1,12 +1,9 @@
-"""One LightningModule per model; the classifiers share ``Classifier``."""
+"""One training module (LightningModule) per task, each around a network of
+``dlfoundations.networks``: ten-class classification, two-class classification, regression."""
 
 from dlfoundations.models.base import LabModule
+from dlfoundations.models.binary_classifier import BinaryClassifier
 from dlfoundations.models.classifier import Classifier
-from dlfoundations.models.lenet import LeNet
-from dlfoundations.models.linreg import LinearRegression
-from dlfoundations.models.logreg import LogisticRegression
-from dlfoundations.models.mlp import MLP
-from dlfoundations.models.softmax import SoftmaxRegression
+from dlfoundations.models.regressor import Regressor
 
-__all__ = ["MLP", "Classifier", "LabModule", "LeNet", "LinearRegression", "LogisticRegression",
-           "SoftmaxRegression"]
+__all__ = ["BinaryClassifier", "Classifier", "LabModule", "Regressor"]

@@ -1,15 +1,18 @@
-"""What every model of the lab shares: its optimizer and scheduler come from the run, and
-its gradients from autograd or, for the models whose derivatives the notes derive, by hand."""
+"""What every training module of the lab shares: a network built by name, its initialiser,
+an optimizer and scheduler that come from the run, and gradients from autograd or, for the
+networks whose derivatives the notes derive, by hand."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
 import torch
 
+from dlfoundations import networks
 from dlfoundations.errors import require
+from dlfoundations.init import initialise
 from dlfoundations.optim import OptimizerFactory, weight_decay_groups
 
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -17,30 +20,42 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LR
 GRADIENTS = ("autograd", "manual")
 
 
+def require_derived_gradients(network: str | None, gradients: str) -> None:
+    """Refuse ``gradients`` other than autograd and manual, and manual for a network whose
+    derivatives the notes do not derive."""
+    require(gradients in GRADIENTS, "gradients", gradients, "autograd or manual")
+    require(gradients == "autograd" or network in networks.DERIVED_GRADIENTS, "gradients",
+            gradients, f"autograd for the {network} network: gradients by hand are derived for "
+            "the linear network (model=linreg, softmax and logreg)")
+
+
 class LabModule(L.LightningModule):
-    """A LightningModule whose optimizer and scheduler are factories supplied by the run.
+    """The training module of one task around a network (``self.net``) from
+    ``dlfoundations.networks``, named with its options by ``net`` (e.g. ``{"name": "mlp",
+    "hidden": [256]}``) and given the task's sizes; ``init`` initialises its weights.
 
-    They are not hyperparameters (subclasses call ``save_hyperparameters(ignore=...)``), so a
-    checkpoint holds only plain Python values and loads with ``torch.load(weights_only=True)``.
-    The scheduler steps once per epoch.
+    The optimizer and scheduler are factories supplied by the run. They are not
+    hyperparameters, so a checkpoint holds only plain Python values (the subclass's arguments,
+    ``net`` included) and loads with ``torch.load(weights_only=True)``. The scheduler steps
+    once per epoch.
 
-    With ``gradients="manual"`` a model that implements ``loss_and_gradients`` trains under
-    Lightning's manual optimization: each step computes dL/dW and dL/db from the derived
-    formulas, with no autograd graph, and hands them to the optimizer (``manual_step``).
+    With ``gradients="manual"`` (the linear network only) each training step computes dL/dW
+    and dL/db from the task's derived formulas (``loss_and_gradients``), with no autograd
+    graph, under Lightning's manual optimization, and hands them to the optimizer
+    (``manual_step``).
     """
 
     #: what kind of data the model learns from, checked against the DataModule's
     task: str = ""
-    #: whether ``loss_and_gradients`` is implemented (``gradients=manual``)
-    has_manual_gradients: bool = False
 
-    def __init__(self, optimizer: OptimizerFactory | None = None,
+    def __init__(self, net: Mapping[str, Any], sizes: dict[str, int],
+                 init: dict[str, Any] | None = None, optimizer: OptimizerFactory | None = None,
                  scheduler: SchedulerFactory | None = None, gradients: str = "autograd"):
         super().__init__()
-        require(gradients in GRADIENTS, "gradients", gradients, "autograd or manual")
-        require(gradients == "autograd" or self.has_manual_gradients, "gradients", gradients,
-                f"autograd for {type(self).__name__}: gradients by hand are derived for "
-                "linreg, softmax and logreg")
+        require_derived_gradients(net.get("name"), gradients)
+        self.save_hyperparameters(ignore=["sizes", "optimizer", "scheduler"], logger=False)
+        self.net = networks.build(net, **sizes)
+        initialise(self.net, **(init or {}))
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.automatic_optimization = gradients == "autograd"
@@ -49,7 +64,7 @@ class LabModule(L.LightningModule):
                            ) -> tuple[torch.Tensor, torch.Tensor, dict[torch.nn.Parameter,
                                                                        torch.Tensor]]:
         """The model's output, the loss and dL/dp for each parameter p, by the derived
-        formulas (models with ``has_manual_gradients``)."""
+        formulas (the linear network)."""
         raise NotImplementedError
 
     def manual_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,9 @@
-"""The shared base of the Fashion-MNIST classifiers: cross-entropy loss and accuracy."""
+"""Classification of Fashion-MNIST's ten classes: cross-entropy loss and accuracy."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,21 +18,22 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class Classifier(LabModule):
-    """A network ``self.net`` from images to logits, trained with cross-entropy.
+    """A network ``self.net`` from images to logits o, trained with the cross-entropy
+    l = -log softmax(o)_y: softmax regression with the linear network, the MLP, LeNet.
 
-    Loss l = -log softmax(o)_y. Logs ``train/loss`` every ``log_every_n_steps`` steps,
-    ``train/loss_epoch`` and ``train/acc`` per epoch from sums kept on the device (no per-step
-    sync), and ``{val,test}/loss`` and ``/acc`` once per epoch through torchmetrics,
-    synchronised across DDP ranks. Each ``self.log`` call costs about half a millisecond of
-    Lightning bookkeeping, so none is made on steps whose logs are not written.
+    Logs ``train/loss`` every ``log_every_n_steps`` steps (a ``self.log`` call is a measurable
+    share of a small model's step, docs/performance.md), ``train/loss_epoch`` and ``train/acc``
+    per epoch from sums kept on the device (no per-step sync), and ``{val,test}/loss`` and
+    ``/acc`` once per epoch through torchmetrics, synchronised across DDP ranks.
     """
 
     task = "classification"
-    net: nn.Module
 
-    def __init__(self, num_classes: int = 10, optimizer: OptimizerFactory | None = None,
+    def __init__(self, net: Mapping[str, Any], num_classes: int = 10,
+                 init: dict[str, Any] | None = None, optimizer: OptimizerFactory | None = None,
                  scheduler: SchedulerFactory | None = None, gradients: str = "autograd"):
-        super().__init__(optimizer, scheduler, gradients)
+        super().__init__(net, {"num_outputs": num_classes}, init, optimizer, scheduler,
+                         gradients)
         self.num_classes = num_classes
         # sum of losses and of correct predictions over the current training epoch
         self.register_buffer("train_sums", torch.zeros(2), persistent=False)
@@ -45,6 +49,16 @@ class Classifier(LabModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def loss_and_gradients(self, x: torch.Tensor, y: torch.Tensor):
+        """O = X W^T + b, L = -(1/n) sum_i log softmax(O_i)_(y_i); with Y the one-hot labels,
+        dL/dO = (softmax(O) - Y) / n, so dL/dW = (dL/dO)^T X and dL/db = sum_i (dL/dO)_i."""
+        linear = self.net.linear
+        x = x.flatten(1)
+        logits = x @ linear.weight.T + linear.bias
+        delta = (logits.softmax(dim=1) - F.one_hot(y, self.num_classes).to(logits.dtype)) / len(y)
+        return logits, F.cross_entropy(logits, y), {linear.weight: delta.T @ x,
+                                                     linear.bias: delta.sum(dim=0)}
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -110,3 +124,13 @@ class Classifier(LabModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
         self.confusion_matrix = self.test_confusion.compute().cpu()
+
+    def report(self) -> dict[str, float]:
+        """``hidden_unit_spread`` (networks with hidden fully connected layers): the largest
+        difference between two hidden units' incoming weights in any such layer; 0 when every
+        unit is alike (e.g. after zero init)."""
+        hidden = [m for m in self.net.modules() if isinstance(m, nn.Linear)][:-1]
+        if not hidden:
+            return {}
+        spread = max((layer.weight - layer.weight[:1]).abs().max().item() for layer in hidden)
+        return {"hidden_unit_spread": spread}

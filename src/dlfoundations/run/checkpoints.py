@@ -107,8 +107,10 @@ def check_matches(model: nn.Module, checkpoint: dict[str, Any], path: str | Path
     problem = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
                if unexpected else f"{reshaped[0]} has shape {found[reshaped[0]]} where the "
                f"model has {expected[reshaped[0]]}")
-    raise UserError(f"{key}={str(path)!r} does not match model {type(model).__name__}: {problem}"
-                    "; use the model options the checkpoint was trained with.")
+    net = getattr(model, "net", None)
+    name = type(model).__name__ + (f" with {type(net).__name__}" if net is not None else "")
+    raise UserError(f"{key}={str(path)!r} does not match model {name}: {problem}; use the "
+                    "model options the checkpoint was trained with.")
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

@@ -18,7 +18,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlfoundations.errors import UserError, require
-from dlfoundations.models.base import GRADIENTS
+from dlfoundations.models.base import require_derived_gradients
 from dlfoundations.optim import scaled_lr
 
 Rule = tuple[Callable[[Any], bool], str]
@@ -129,12 +129,8 @@ def check_run_config(cfg: DictConfig) -> None:
     require(isinstance(cfg.get("resume", False), bool), "resume", cfg.get("resume"),
             "true or false")
     gradients = cfg.get("gradients", "autograd")
-    require(gradients in GRADIENTS, "gradients", gradients, "autograd or manual")
+    require_derived_gradients(cfg.model.get("net", {}).get("name"), gradients)
     if gradients == "manual":
-        model_cls = get_class(cfg.model._target_)
-        require(model_cls.has_manual_gradients, "gradients", gradients,
-                f"autograd for {model_cls.__name__}: gradients by hand are derived for linreg, "
-                "softmax and logreg")
         for key, plain in (("accumulate_grad_batches", 1), ("gradient_clip_val", None)):
             value = cfg.trainer.get(key, plain)
             require(value == plain, f"trainer.{key}", value,

@@ -4,7 +4,8 @@ A checkpoint names its classes as strings (``model_class``, ``datamodule_class``
 looked up in a fixed table of the project's own classes, decided before anything is imported
 or called: a checkpoint naming any other class (``subprocess.Popen``, say) is refused in one
 sentence. The saved hyperparameters are plain values passed to that class's constructor,
-checked against its signature; nothing in them is instantiated.
+checked against its signature; nothing in them is instantiated. The network among them
+(``net``) is named too and built from ``dlfoundations.networks.NETWORKS`` only.
 """
 
 from __future__ import annotations
@@ -17,20 +18,14 @@ import lightning as L
 
 from dlfoundations.data import FashionMNISTDataModule, SyntheticLinearDataModule
 from dlfoundations.errors import UserError
-from dlfoundations.models import (
-    MLP,
-    LeNet,
-    LinearRegression,
-    LogisticRegression,
-    SoftmaxRegression,
-)
+from dlfoundations.models import BinaryClassifier, Classifier, Regressor
 from dlfoundations.models.base import qualified_name
 from dlfoundations.run.checkpoints import check_matches
 
 #: the classes a checkpoint may name, by the name it stores (``qualified_name``)
 MODEL_CLASSES: dict[str, type[L.LightningModule]] = {
     qualified_name(cls): cls
-    for cls in (SoftmaxRegression, MLP, LeNet, LinearRegression, LogisticRegression)}
+    for cls in (Classifier, BinaryClassifier, Regressor)}
 DATAMODULE_CLASSES: dict[str, type[L.LightningDataModule]] = {
     qualified_name(cls): cls for cls in (FashionMNISTDataModule, SyntheticLinearDataModule)}
 #: constructor arguments that the run supplies and a checkpoint never does

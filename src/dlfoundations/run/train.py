@@ -125,7 +125,8 @@ def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningMod
     lr = scaled_lr(optim["lr"], global_batch_size, **cfg.lr_scaling)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     model = instantiate(cfg.model, init=OmegaConf.to_container(cfg.init), _convert_="all",
-                        optimizer=instantiate(optim, lr=lr), scheduler=scheduler)
+                        gradients=cfg.gradients, optimizer=instantiate(optim, lr=lr),
+                        scheduler=scheduler)
     return model, lr
 
 

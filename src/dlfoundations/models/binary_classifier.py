@@ -1,52 +1,49 @@
-"""Logistic regression: the two-class case of softmax regression."""
+"""Classification of two classes with one output: logistic regression with the linear
+network, the two-class case of softmax regression."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
-from dlfoundations.init import initialise
 from dlfoundations.models.base import LabModule, SchedulerFactory
 from dlfoundations.optim import OptimizerFactory
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-class LogisticRegression(LabModule):
-    """p(y = 1 | x) = sigmoid(w^T x + b), x the 784 flattened pixels, trained with the log loss
+class BinaryClassifier(LabModule):
+    """p(y = 1 | x) = sigmoid(o), o the network's one output (o = w^T x + b for the linear
+    network: logistic regression), trained with the log loss
     l = -[y log p + (1 - y) log(1 - p)] on two classes (``data.classes=[a,b]``: a is 0, b is 1).
 
     Logs ``{train,val,test}/loss``, ``/acc`` (p > 1/2 predicts class b) and ``/auroc``.
     """
 
     task = "two-class classification"
-    has_manual_gradients = True
 
-    def __init__(self, num_inputs: int = 784, init: dict[str, Any] | None = None,
+    def __init__(self, net: Mapping[str, Any], init: dict[str, Any] | None = None,
                  optimizer: OptimizerFactory | None = None,
                  scheduler: SchedulerFactory | None = None, gradients: str = "autograd"):
-        super().__init__(optimizer, scheduler, gradients)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(num_inputs, 1))
-        initialise(self.net, **(init or {}))
+        super().__init__(net, {"num_outputs": 1}, init, optimizer, scheduler, gradients)
         for stage in ("val", "test"):
             setattr(self, f"{stage}_loss", MeanMetric())
             setattr(self, f"{stage}_acc", BinaryAccuracy(validate_args=False))
             setattr(self, f"{stage}_auroc", BinaryAUROC(validate_args=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The logit o = w^T x + b of each image."""
+        """The logit o of each image."""
         return self.net(x).squeeze(-1)
 
     def loss_and_gradients(self, x: torch.Tensor, y: torch.Tensor):
         """o = X w + b, p = sigmoid(o); since dl/do = p - y for the log loss,
         dL/dw = (1/n) X^T (p - y) and dL/db = (1/n) sum_i (p_i - y_i)."""
-        linear = self.net[1]
+        linear = self.net.linear
         x = x.flatten(1)
         logits = x @ linear.weight[0] + linear.bias
         delta = (torch.sigmoid(logits) - y.to(logits.dtype)) / len(y)

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from dlfoundations.errors import require
-from dlfoundations.init import initialise
-from dlfoundations.models.activations import activation_layer
-from dlfoundations.models.base import SchedulerFactory
-from dlfoundations.models.classifier import Classifier
-from dlfoundations.optim import OptimizerFactory
+from dlfoundations.networks.activations import activation_layer
 
 POOLS: dict[str, type[nn.Module]] = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 
 
-class LeNet(Classifier):
+class LeNet(nn.Sequential):
     """Conv(1->6, 5) -> act -> pool 2 -> Conv(6->16, 5) -> act -> pool 2
-    -> Linear(16*4*4 -> 120) -> act -> Linear(120 -> 84) -> act -> Linear(84 -> 10).
+    -> Linear(16*4*4 -> 120) -> act -> Linear(120 -> 84) -> act -> Linear(84 -> 10),
+    on 28x28 grey images.
 
     ``padding=2`` on the first convolution is the book's later version (16*5*5 inputs to the
     first Linear); ``batch_norm`` adds BatchNorm after each convolution and hidden Linear,
@@ -26,14 +21,9 @@ class LeNet(Classifier):
     """
 
     def __init__(self, activation: str = "sigmoid", pool: str = "avg", padding: int = 0,
-                 batch_norm: bool = False, num_classes: int = 10,
-                 init: dict[str, Any] | None = None,
-                 optimizer: OptimizerFactory | None = None,
-                 scheduler: SchedulerFactory | None = None):
-        super().__init__(num_classes, optimizer, scheduler)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        require(pool in POOLS, "model.pool", pool, f"one of {', '.join(POOLS)}")
-        require(padding in (0, 2), "model.padding", padding, "0 (classic) or 2 (padded)")
+                 batch_norm: bool = False, num_outputs: int = 10):
+        require(pool in POOLS, "model.net.pool", pool, f"one of {', '.join(POOLS)}")
+        require(padding in (0, 2), "model.net.padding", padding, "0 (classic) or 2 (padded)")
 
         def act() -> nn.Module:
             return activation_layer(activation)
@@ -42,7 +32,7 @@ class LeNet(Classifier):
             return [kind(size)] if batch_norm else []
 
         side = 4 if padding == 0 else 5
-        self.net = nn.Sequential(
+        super().__init__(
             nn.Conv2d(1, 6, kernel_size=5, padding=padding), *norm(nn.BatchNorm2d, 6), act(),
             POOLS[pool](kernel_size=2, stride=2),
             nn.Conv2d(6, 16, kernel_size=5), *norm(nn.BatchNorm2d, 16), act(),
@@ -50,6 +40,5 @@ class LeNet(Classifier):
             nn.Flatten(),
             nn.Linear(16 * side * side, 120), *norm(nn.BatchNorm1d, 120), act(),
             nn.Linear(120, 84), *norm(nn.BatchNorm1d, 84), act(),
-            nn.Linear(84, num_classes),
+            nn.Linear(84, num_outputs),
         )
-        initialise(self.net, **(init or {}))

@@ -1,37 +1,37 @@
-"""Linear regression on synthetic data, with the error of the learned parameters."""
+"""Regression on synthetic data: linear regression, with the error of the learned
+parameters."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from dlfoundations.init import initialise
+from dlfoundations.errors import require
 from dlfoundations.models.base import LabModule, SchedulerFactory
 from dlfoundations.optim import OptimizerFactory
 
 
-class LinearRegression(LabModule):
-    """y_hat = X w + b, trained with the squared loss l = (y_hat - y)^2 averaged over a batch.
+class Regressor(LabModule):
+    """y_hat = X w + b (the linear network), trained with the squared loss
+    l = (y_hat - y)^2 averaged over a batch.
 
     Logs ``{train,val,test}/mse`` and the parameter errors ``w_error`` = ||w - true_w||_2 and
     ``b_error`` = |b - true_b| against the generating parameters.
     """
 
     task = "regression"
-    has_manual_gradients = True
 
-    def __init__(self, true_w: Sequence[float] = (2.0, -3.4), true_b: float = 4.2,
-                 init: dict[str, Any] | None = None,
+    def __init__(self, net: Mapping[str, Any], true_w: Sequence[float] = (2.0, -3.4),
+                 true_b: float = 4.2, init: dict[str, Any] | None = None,
                  optimizer: OptimizerFactory | None = None,
                  scheduler: SchedulerFactory | None = None, gradients: str = "autograd"):
-        super().__init__(optimizer, scheduler, gradients)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        self.net = nn.Linear(len(true_w), 1)
-        initialise(self.net, **(init or {}))
+        require(net.get("name") == "linear", "model.net.name", net.get("name"),
+                "linear: the regression compares its learned w and b with the true ones")
+        super().__init__(net, {"num_inputs": len(true_w), "num_outputs": 1}, init, optimizer,
+                         scheduler, gradients)
         self.register_buffer("true_w", torch.tensor(list(true_w), dtype=torch.float32))
         self.register_buffer("true_b", torch.tensor(float(true_b)))
 
@@ -40,7 +40,8 @@ class LinearRegression(LabModule):
 
     def learned(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The learned weights w (a vector) and bias b (a scalar), detached."""
-        return self.net.weight.detach()[0], self.net.bias.detach()[0]
+        linear = self.net.linear
+        return linear.weight.detach()[0], linear.bias.detach()[0]
 
     def parameter_errors(self) -> dict[str, torch.Tensor]:
         w, b = self.learned()
@@ -50,11 +51,12 @@ class LinearRegression(LabModule):
     def loss_and_gradients(self, x: torch.Tensor, y: torch.Tensor):
         """y_hat = X w + b, L = (1/n) ||y_hat - y||^2 (no 1/2 in front, so a factor 2 below):
         dL/dw = (2/n) X^T (y_hat - y), dL/db = (2/n) sum_i (y_hat_i - y_i)."""
-        y_hat = x @ self.net.weight[0] + self.net.bias
+        linear = self.net.linear
+        y_hat = x @ linear.weight[0] + linear.bias
         residual = y_hat - y
         return y_hat, residual.square().mean(), {
-            self.net.weight: (2 / len(y) * residual @ x).unsqueeze(0),
-            self.net.bias: (2 / len(y) * residual.sum()).unsqueeze(0)}
+            linear.weight: (2 / len(y) * residual @ x).unsqueeze(0),
+            linear.bias: (2 / len(y) * residual.sum()).unsqueeze(0)}
 
     def _log_loss(self, loss: torch.Tensor, stage: str) -> torch.Tensor:
         self.log(f"{stage}/mse", loss, on_step=False, on_epoch=True, prog_bar=True)

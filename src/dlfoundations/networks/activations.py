@@ -9,7 +9,7 @@ from dlfoundations.errors import require
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
 
-def activation_layer(name: str, key: str = "model.activation") -> nn.Module:
+def activation_layer(name: str, key: str = "model.net.activation") -> nn.Module:
     """A new activation layer: relu max(0, z), sigmoid 1 / (1 + e^-z) or tanh."""
     require(name in ACTIVATIONS, key, name, f"one of {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
