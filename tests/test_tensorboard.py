@@ -52,7 +52,8 @@ def test_the_run_and_its_scalars_are_served(tensorboard: str) -> None:
 def test_hparams_lists_hyperparameters_and_final_metrics(tensorboard: str) -> None:
     experiment = get(tensorboard, "/data/plugin/hparams/experiment", {"experimentName": ""})
     hparams = {info["name"] for info in experiment["hparamInfos"]}
-    assert {"model", "model/dropout", "optim", "optim/lr", "lr_eff", "global_batch_size",
+    assert {"model", "model/net/name", "model/net/dropout", "model/net/hidden", "optim",
+            "optim/lr", "lr_eff", "global_batch_size",
             "init", "init/name", "data/batch_size", "seed"} <= hparams
     assert not [name for name in hparams if name.endswith("_target_")]
     metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}

@@ -261,17 +261,29 @@ def log_final(trainer: L.Trainer, params: dict[str, Any], metrics: dict[str, Any
 
 def hyperparameters(cfg: DictConfig, lr: float, global_batch_size: int) -> dict[str, Any]:
     """The flat hyperparameters of a run, for the HParams view: the config groups chosen by
-    name (``optim``: adam; their ``_target_`` classes left out), each group's values
-    (``optim/lr``), ``lr_eff``, ``global_batch_size`` and ``seed``."""
+    name (``optim``: adam; their ``_target_`` classes left out), each group's values by path
+    (``optim/lr``, ``model/net/dropout``; a list as its text, ``model/net/hidden``: ``[256]``),
+    ``lr_eff``, ``global_batch_size`` and ``seed``."""
     params: dict[str, Any] = {}
     if HydraConfig.initialized():
         params.update({group: str(choice) for group, choice in HydraConfig.get()
                        .runtime.choices.items() if group in GROUPS and choice is not None})
-    params.update({
-        f"{group}/{key}": value
-        for group in GROUPS if cfg.get(group)
-        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items()
-        if isinstance(value, int | float | str | bool) and not key.startswith("_")
-    })
+    for group in GROUPS:
+        if cfg.get(group):
+            params.update(flat_values(OmegaConf.to_container(cfg[group], resolve=True), group))
     params.update({"lr_eff": lr, "global_batch_size": global_batch_size, "seed": cfg.seed})
     return params
+
+
+def flat_values(node: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``{prefix/key: value}`` for each value in ``node`` and the nodes inside it; lists as
+    their text, ``_target_`` and other ``_`` keys left out."""
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("_") or value is None:
+            continue
+        if isinstance(value, dict):
+            flat.update(flat_values(value, f"{prefix}/{key}"))
+        else:
+            flat[f"{prefix}/{key}"] = str(value) if isinstance(value, list) else value
+    return flat
