@@ -174,6 +174,16 @@ def test_zero_initialisation_keeps_hidden_units_identical(
     torch.testing.assert_close(out, out[:, :1].expand_as(out))
 
 
+def test_hidden_unit_spread_is_reported_for_hidden_linear_layers_only() -> None:
+    assert Classifier({"name": "linear"}).report() == {}
+    zeros = Classifier({"name": "mlp", "hidden": [8, 4]}, init={"name": "zeros"})
+    assert zeros.report() == {"hidden_unit_spread": 0.0}
+    lenet = Classifier({"name": "lenet"})
+    units = [m.weight for m in lenet.net if isinstance(m, nn.Linear)][:2]  # 120 and 84 units
+    expected = max((w - w[:1]).abs().max().item() for w in units)
+    assert lenet.report()["hidden_unit_spread"] == expected > 0
+
+
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_checkpoint_reloads_into_the_same_outputs(name: str, tmp_path: Path) -> None:
     model = CLASSIFIERS[name]()
