@@ -139,3 +139,7 @@ def test_a_dead_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Path,
     assert metrics["0"]["status"] == "failed"
     assert metrics["0"]["reason"] == "its worker process ended with signal SIGKILL"
     assert metrics["1"]["status"] == metrics["2"]["status"] == "completed"
+    lines = [line for line in (tmp_path / "sweep.log").read_text().splitlines()
+             if not line.startswith("|") and ("optim=sgd" in line or "worker process" in line)]
+    assert len(lines) == 1, lines  # one progress line for the lost job, with its reason
+    assert "optim=sgd: failed (its worker process ended with signal SIGKILL);" in lines[0]

@@ -56,8 +56,9 @@ class SweepProgress:
     def start(self, total: int, swept: list[str]) -> None:
         self.total, self.swept, self.started, self.done = total, swept, time.monotonic(), 0
 
-    def line(self, job: JobReturn) -> str:
-        """The job's line with the sweep's progress."""
+    def line(self, job: JobReturn, failure: str | None = None) -> str:
+        """The job's line with the sweep's progress; ``failure``: why the job failed where
+        its ``metrics.json`` cannot say (e.g. its worker process died)."""
         assert self.started is not None
         self.done += 1
         values = dict(o.split("=", 1) for o in job.overrides or [] if "=" in o)
@@ -66,23 +67,23 @@ class SweepProgress:
         if job.cfg is not None and OmegaConf.select(job.cfg, "paths.output_dir"):
             metrics = read_metrics(Path(job.cfg.paths.output_dir)) or {}
         status = metrics.get("status") or ("failed" if job.status == JobStatus.FAILED
-                                           else "unknown")
+                                           or failure else "unknown")
         monitor = OmegaConf.select(job.cfg, "monitor.metric", default="val/acc") \
             if job.cfg is not None else "val/acc"
         result = f", {monitor} {metrics[monitor]:.4g}" if isinstance(
             metrics.get(monitor), int | float) else ""
-        reason = f" ({metrics['reason']})" if status != "completed" and metrics.get(
-            "reason") else ""
+        why = metrics.get("reason") or failure
+        reason = f" ({why})" if status != "completed" and why else ""
         took = f" in {metrics['wall_time_s']:.1f} s" if "wall_time_s" in metrics else ""
         elapsed = time.monotonic() - self.started
         left = elapsed / self.done * max(self.total - self.done, 0)
         return (f"[{self.done}/{self.total}] {name}: {status}{result}{took}{reason}; "
                 f"{clock(elapsed)} elapsed, about {clock(left)} left")
 
-    def job_done(self, job: JobReturn) -> None:
+    def job_done(self, job: JobReturn, failure: str | None = None) -> None:
         """Print the job's line, where this process runs the sweep."""
         if self.started is not None:
-            print(self.line(job), flush=True)
+            print(self.line(job, failure), flush=True)
 
 
 #: the progress of the sweep this process runs

@@ -184,9 +184,9 @@ def sweep_configs(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
     return configs
 
 
-def lost_job(sweep_config: DictConfig, exitcode: int | None) -> JobReturn:
-    """The return of a job whose worker died: ``failed`` in its ``metrics.json``; the sweep
-    goes on."""
+def lost_job(sweep_config: DictConfig, exitcode: int | None) -> tuple[JobReturn, str]:
+    """The return of a job whose worker died, and why: ``failed`` in its ``metrics.json``
+    (where the job had claimed its folder); the sweep goes on."""
     from dlfoundations.run.cli import record_failure
 
     HydraConfig.instance().set_config(sweep_config)
@@ -194,13 +194,12 @@ def lost_job(sweep_config: DictConfig, exitcode: int | None) -> JobReturn:
     how = (f"signal {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0
            else f"exit status {exitcode}")
     reason = f"its worker process ended with {how}"
-    print(f"job failed: {reason} ({run_dir})")
     if (run_dir / folder.CLAIM_FILE).exists():
         record_failure(run_dir, {"status": "failed", "reason": reason})
     return JobReturn(overrides=list(sweep_config.hydra.overrides.task), cfg=sweep_config,
                      hydra_cfg=sweep_config, working_dir=str(run_dir),
                      task_name=sweep_config.hydra.job.name, status=JobStatus.COMPLETED,
-                     _return_value=math.nan)
+                     _return_value=math.nan), reason
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
@@ -247,8 +246,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
                 for index, position in list(busy.items()):
                     exitcode = workers.processes[index].exitcode
                     if exitcode is not None:
-                        returns[position] = lost_job(configs[position], exitcode)
-                        PROGRESS.job_done(returns[position])
+                        returns[position], reason = lost_job(configs[position], exitcode)
+                        PROGRESS.job_done(returns[position], failure=reason)
                         del busy[index]
     finally:
         workers.stop()
