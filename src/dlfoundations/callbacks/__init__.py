@@ -8,9 +8,11 @@ from dlfoundations.callbacks.guards import (
 from dlfoundations.callbacks.histograms import WeightHistograms
 from dlfoundations.callbacks.history import ValidationHistory
 from dlfoundations.callbacks.monitors import EpochTimer, LearningRateLogger
+from dlfoundations.callbacks.restored_state import CheckpointStateError, RestoredStateGuard
 from dlfoundations.callbacks.test_images import TestImages
 
 __all__ = [
-    "DivergenceGuard", "EpochTimer", "GracefulInterrupt", "LearningRateLogger", "TestImages",
-    "TrainingDiverged", "ValidationHistory", "WeightHistograms",
+    "CheckpointStateError", "DivergenceGuard", "EpochTimer", "GracefulInterrupt",
+    "LearningRateLogger", "RestoredStateGuard", "TestImages", "TrainingDiverged",
+    "ValidationHistory", "WeightHistograms",
 ]

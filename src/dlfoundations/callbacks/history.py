@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
+
+from dlfoundations.callbacks.restored_state import CheckpointStateError, is_number
 
 
 class ValidationHistory(L.Callback):
@@ -26,7 +29,22 @@ class ValidationHistory(L.Callback):
         return {"epochs": self.epochs}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.epochs = list(state_dict["epochs"])
+        """The epochs of a checkpoint: each a dict of metric names and finite numbers, its
+        ``epoch`` a whole number of at least 0 (``CheckpointStateError`` otherwise)."""
+        epochs = state_dict.get("epochs") if isinstance(state_dict, dict) else None
+        if not isinstance(epochs, list):
+            raise CheckpointStateError("callbacks['ValidationHistory'].epochs is not a list")
+        for index, epoch in enumerate(epochs):
+            where = f"callbacks['ValidationHistory'].epochs[{index}]"
+            if not isinstance(epoch, dict) or not isinstance(epoch.get("epoch"), int) \
+                    or isinstance(epoch["epoch"], bool) or epoch["epoch"] < 0:
+                raise CheckpointStateError(f"{where} has no epoch number")
+            for key, value in epoch.items():
+                if not (isinstance(key, str) and is_number(value)
+                        and math.isfinite(float(value))):
+                    raise CheckpointStateError(f"{where}.{key} is {value!r}, not a finite "
+                                               "number")
+        self.epochs = [dict(epoch) for epoch in epochs]
 
     def best(self, monitor: str, mode: str) -> dict[str, float]:
         """The epoch whose ``monitor`` is highest (``mode="max"``) or lowest (``"min"``)."""

@@ -80,4 +80,9 @@ class ResumableDataLoader(DataLoader):
         return {"batches_done": self.batches_done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self._skip = state["batches_done"]
+        """Skip the batches a checkpoint says were done (a whole number of at least 0)."""
+        done = state.get("batches_done") if isinstance(state, dict) else None
+        if not (type(done) is int and done >= 0):
+            raise ValueError(f"the loader's batches_done is {done!r}, not a whole number of at "
+                             "least 0")
+        self._skip = done
