@@ -22,18 +22,21 @@ from omegaconf import DictConfig, OmegaConf
 from dlfoundations.callbacks import (
     DivergenceGuard,
     GracefulInterrupt,
+    RestoredStateGuard,
     TrainingDiverged,
     ValidationHistory,
 )
 from dlfoundations.environment import cuda_visible_devices
-from dlfoundations.errors import UserError, require
+from dlfoundations.errors import UserError, first_line, require
 from dlfoundations.optim import scaled_lr
 from dlfoundations.run import console
 from dlfoundations.run.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
 from dlfoundations.run.checks import check_run_config
 from dlfoundations.run.console import in_multirun
-from dlfoundations.run.folder import FINISHED, read_metrics, write_metrics, write_text
+from dlfoundations.run.folder import first_non_finite, write_metrics, write_text
 from dlfoundations.run.interrupts import INTERRUPTS, RunInterrupted
+from dlfoundations.run.resume import resume_point
+from dlfoundations.status import Status
 from dlfoundations.tensorboard_logger import RunTensorBoardLogger
 
 if TYPE_CHECKING:
@@ -99,15 +102,17 @@ def physical_device(device: torch.device) -> str:
 
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
-    """The Trainer of ``cfg.trainer`` with the loggers and callbacks of their groups, the
-    guards every run has, and checkpoints read and written by ``SafeCheckpointIO``. The model
-    summary shows with ``verbose``, the progress bar in a single run (a sweep prints a line
-    per job)."""
-    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    """The Trainer of ``cfg.trainer`` with the loggers and callbacks of their groups (one set
+    to null is left out), the guards every run has, and checkpoints read and written by
+    ``SafeCheckpointIO``. The model summary shows with ``verbose``, the progress bar in a
+    single run (a sweep prints a line per job)."""
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()
+               if node is not None]  # logger.csv=null: that one off
     verbose = bool(cfg.get("verbose"))
     bar = verbose or not in_multirun()
     callbacks = [callback for callback in (instantiate(node) for node in
-                                           (cfg.get("callbacks") or {}).values())
+                                           (cfg.get("callbacks") or {}).values()
+                                           if node is not None)
                  if bar or not isinstance(callback, ProgressBar)]
     return instantiate(cfg.trainer, logger=loggers or False, plugins=[SafeCheckpointIO()],
                        enable_model_summary=verbose, enable_progress_bar=bar,
@@ -130,48 +135,6 @@ def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningMod
     return model, lr
 
 
-def resume_point(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """With ``resume=true``: the metrics of a run that already finished in ``run_dir`` (it is
-    reported, not trained again), or the checkpoint to continue from (None: start afresh).
-
-    The command must compose the config the run was started with (``resume`` and
-    ``ckpt_path`` aside); a different one is refused, naming the first key that differs.
-    """
-    if not cfg.get("resume"):
-        return None, cfg.get("ckpt_path")
-    require(not cfg.get("ckpt_path"), "ckpt_path", cfg.get("ckpt_path"),
-            "null with resume=true (the run continues from its own last.ckpt)")
-    saved = run_dir / "config.yaml"
-    if saved.is_file():
-        ignored = ("resume", "ckpt_path")
-        before = {k: v for k, v in OmegaConf.to_container(OmegaConf.load(saved)).items()
-                  if k not in ignored}
-        now = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
-               if k not in ignored}
-        if before != now:
-            key = first_difference(before, now)
-            raise UserError(
-                f"resume=true is not allowed here: the command gives {key}="
-                f"{OmegaConf.select(OmegaConf.create(now), key)!r} where the run in "
-                f"{run_dir} has {OmegaConf.select(OmegaConf.create(before), key)!r}; resume it "
-                "with the command that started it."
-            )
-    metrics = read_metrics(run_dir)
-    if metrics and metrics.get("status") in FINISHED:
-        return metrics, None
-    last = run_dir / "checkpoints" / "last.ckpt"
-    return None, str(last) if last.is_file() else None
-
-
-def first_difference(before: Any, now: Any, prefix: str = "") -> str:
-    """The dotted key of the first value that differs between two nested dicts."""
-    if isinstance(before, dict) and isinstance(now, dict):
-        for key in [*before, *(k for k in now if k not in before)]:
-            if before.get(key) != now.get(key):
-                return first_difference(before.get(key), now.get(key), f"{prefix}{key}.")
-    return prefix.rstrip(".")
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``.
 
@@ -189,9 +152,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
-    history = ValidationHistory()
+    history, restoring = ValidationHistory(), RestoredStateGuard()
     pruning = search_trial(cfg, run_dir)
-    trainer = build_trainer(cfg, history, *([pruning] if pruning else []))
+    trainer = build_trainer(cfg, restoring, history, *([pruning] if pruning else []))
     check_processes_are_safe(trainer, cfg.trainer.get("strategy"))
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
@@ -201,7 +164,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path:
         check_matches(model, read_checkpoint(ckpt_path), ckpt_path)
     if trainer.is_global_zero:
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        if not (run_dir / "config.yaml").exists():  # a resumed run keeps the one it has
+            write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         console.say(plan_line(cfg, lr, global_batch_size, run_dir), console=not in_multirun())
     facts = {"lr": lr, "lr_base": float(cfg.optim.lr), "batch_size": datamodule.batch_size,
              "global_batch_size": global_batch_size,
@@ -209,20 +173,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
              "cluster_environment": cluster_environment(trainer)}
 
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        fit(trainer, model, datamodule, ckpt_path, restoring)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         val = history.best(cfg.monitor.metric, cfg.monitor.mode)
         metrics = {**val, **facts, "best_epoch": val.get("epoch"), "best_checkpoint": best}
         if pruning and pruning.pruned_at:  # the best epoch's numbers, not tested
-            metrics.update(status="pruned", reason=pruning.reason())
+            metrics.update(status=Status.PRUNED, reason=pruning.reason())
         else:
             test = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
                                 verbose=False)[0]
             metrics.update({key: float(value) for key, value in test.items()},
-                           **model.report(), status="completed")
+                           **model.report(), status=Status.COMPLETED)
     except (TrainingDiverged, RunInterrupted) as err:
-        status = "diverged" if isinstance(err, TrainingDiverged) else "interrupted"
+        status = Status.DIVERGED if isinstance(err, TrainingDiverged) else Status.INTERRUPTED
         metrics = {**history.last(), **facts, "status": status, "reason": str(err)}
+    not_finite = first_non_finite(metrics)
+    if not_finite and metrics["status"] == Status.COMPLETED:
+        metrics.update(status=Status.DIVERGED, reason=f"{not_finite}: the trained model's results "
+                       "are not finite numbers")
     metrics.pop("epoch", None)
     metrics.update(epochs=trainer.current_epoch, global_step=trainer.global_step,
                    wall_time_s=round(time.perf_counter() - started, 3))
@@ -231,6 +199,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             write_metrics(run_dir, metrics)
             log_final(trainer, hyperparameters(cfg, lr, global_batch_size), metrics)
     return metrics
+
+
+def fit(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
+        ckpt_path: str | None, restoring: RestoredStateGuard) -> None:
+    """``trainer.fit``, from ``ckpt_path`` where given. Whatever goes wrong while Lightning
+    restores the checkpoint's state (before training starts) is the checkpoint's fault: one
+    sentence naming it (``RestoredStateGuard`` checks what it can beforehand)."""
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except (UserError, TrainingDiverged, RunInterrupted, OSError):
+        raise
+    except Exception as err:
+        if not ckpt_path or restoring.restored:
+            raise
+        raise UserError(f"ckpt_path={ckpt_path!r} cannot be restored: "
+                        f"{first_line(err) or type(err).__name__}.") from err
 
 
 def plan_line(cfg: DictConfig, lr: float, global_batch_size: int, run_dir: Path) -> str:
