@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlfoundations.errors import UserError
 from dlfoundations.progress import PROGRESS, sweep_plan
 from dlfoundations.reporting.summary import write_summary
+from dlfoundations.run import folder
 from dlfoundations.run.cli import refuse
 from dlfoundations.run.folder import make_writable_dir
 
@@ -41,16 +42,29 @@ def check_sweep_matches(config: DictConfig, sweep_dir: Path) -> None:
         )
 
 
+def claim_sweep_dir(config: DictConfig, sweep_dir: Path) -> None:
+    """A sweep folder belongs to one sweep: a new sweep claims a new or empty folder, a
+    resumed one (``resume=true``) takes back the folder of this very command once the sweep
+    that held it has ended. A search's folder is its study's, shared by its sweepers."""
+    if config.get("search") is not None:
+        return
+    if config.get("resume") is True:
+        check_sweep_matches(config, sweep_dir)
+        folder.retake(sweep_dir, "hydra.sweep.dir")
+    else:
+        folder.claim(sweep_dir, "hydra.sweep.dir")
+
+
 def _prepare_output_dir(config: DictConfig, key: str) -> None:
-    """Create the folder at ``key`` (``hydra.run.dir`` or ``hydra.sweep.dir``) and, for a
-    resumed sweep, check it holds this sweep; else stop with one sentence and exit status 2
-    (Hydra's own attempt at the folder would end in a traceback)."""
+    """Create the folder at ``key`` (``hydra.run.dir`` or ``hydra.sweep.dir``) and claim a
+    sweep's; else stop with one sentence and exit status 2 (Hydra's own attempt at the folder
+    would end in a traceback)."""
     HydraConfig.instance().set_config(config)  # the ${hydra:...} parts of the folder's name
-    folder = Path(str(config.hydra[key.split(".")[1]].dir))
+    path = Path(str(config.hydra[key.split(".")[1]].dir))
     try:
-        make_writable_dir(key, folder)
-        if key == "hydra.sweep.dir" and config.get("resume") is True:
-            check_sweep_matches(config, folder)
+        make_writable_dir(key, path)
+        if key == "hydra.sweep.dir":
+            claim_sweep_dir(config, path)
     except UserError as err:
         refuse(err)
 

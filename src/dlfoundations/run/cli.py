@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from dlfoundations.errors import UserError, first_line
 from dlfoundations.reporting.summary import write_summary
 from dlfoundations.run import console, folder
 from dlfoundations.run.console import in_multirun
 from dlfoundations.run.interrupts import INTERRUPTS, RunInterrupted
+from dlfoundations.status import FINISHED, Status
 
 #: exit status of a run stopped by bad input, and of a run that did not complete
 EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
@@ -33,47 +35,82 @@ EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
 OmegaConf.register_new_resolver("path_safe", lambda text: str(text).replace("/", "-"),
                                 replace=True)
 
+#: the user's own HYDRA_FULL_ERROR, kept for the job processes (run_app sets Hydra's to 1)
+FULL_ERROR_ASKED = "DLFOUNDATIONS_FULL_ERROR"
 _job_started = False  # set by run_job: whether Hydra got as far as running a job
 _app_running = False  # set by run_app: the sweep runs in this process (the default launcher)
+
+
+def full_error_wanted() -> bool:
+    """Whether the user asked for tracebacks (``HYDRA_FULL_ERROR=1`` when the command
+    started; ``run_app`` keeps that answer in ``FULL_ERROR_ASKED`` for its job processes)."""
+    return os.environ.get(FULL_ERROR_ASKED, os.environ.get("HYDRA_FULL_ERROR")) == "1"
 
 
 def run_app(app: Callable[[], Any]) -> None:
     """Run a ``@hydra.main`` function as the scripts do.
 
-    SIGINT and SIGTERM are handled for the whole process (``dlfoundations.run.interrupts``). Hydra
-    exits with status 1 when it refuses the command line (an unknown key or option, a bad
-    override) before any job ran; that is bad input, so the exit status becomes 2. A signal
-    that arrived after the last job ended still makes the exit status 3.
+    SIGINT and SIGTERM are handled for the whole process (``dlfoundations.run.interrupts``).
+    Hydra is asked to raise what it would print as a traceback (``HYDRA_FULL_ERROR``), so
+    that a command line it refuses before any job ran (an unknown key or option, a bad
+    override, a value that does not fit a config group) ends here in one sentence with exit
+    status 2; a bug still prints its traceback (status 1). A signal that arrived after the
+    last job ended still makes the exit status 3.
     """
-    global _app_running
+    global _app_running, _job_started
     INTERRUPTS.install()
-    _app_running = True
+    os.environ.setdefault(FULL_ERROR_ASKED, "1" if full_error_wanted() else "0")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    _app_running, _job_started = True, False
     try:
         app()
     except SystemExit as exit_:
         if exit_.code == 1 and not _job_started:
             sys.exit(EXIT_BAD_INPUT)
         raise
+    except Exception as err:
+        if full_error_wanted() or (_job_started and as_user_error(err) is None):
+            raise  # a bug: its traceback, exit status 1
+        print(f"error: {refusal(err)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    finally:
+        _app_running = False
     if INTERRUPTS.received is not None:
         print(f"error: {INTERRUPTS.signal_name()} arrived before the program ended.",
               file=sys.stderr)
         sys.exit(EXIT_NOT_COMPLETED)
 
 
+def refusal(err: Exception) -> str:
+    """What Hydra says of a command line it refuses (its whole message: the options there
+    are, for an unknown one), or the one line of any other refusal."""
+    if isinstance(err, HydraException) and as_user_error(err) is None:
+        cause = err.__cause__
+        return str(err).strip() + (f"\n{cause}" if isinstance(cause, OmegaConfBaseException)
+                                   else "")
+    if as_user_error(err) is None and not _job_started:
+        return f"the command line does not compose into a config ({one_line(err)})."
+    return one_line(err)
+
+
 def as_user_error(err: BaseException | None) -> UserError | None:
     """The ``UserError`` behind ``err`` (also when Hydra's ``instantiate`` wrapped it), or a
-    config key the target class does not take (e.g. ``+model.foo=1``) as one; else None."""
-    if isinstance(err, InstantiationException) and isinstance(err.__cause__, TypeError):
-        group = re.search(r"full_key: (\S+)", str(err))
-        option = re.search(r"unexpected keyword argument '(\w+)'", str(err.__cause__))
-        if group and option:
-            return UserError(f"{group[1]}.{option[1]} is not an option of {group[1]}: "
-                             f"{err.__cause__}.")
+    config node that cannot be built as one: a key the target class does not take (e.g.
+    ``+model.foo=1``), a value it refuses, a node that is not a config; else None."""
+    built = err if isinstance(err, InstantiationException) else None
     while err is not None:
         if isinstance(err, UserError):
             return err
         err = err.__cause__ or err.__context__
-    return None
+    if built is None:
+        return None
+    node = re.search(r"full_key: (\S+)", str(built))
+    cause = built.__cause__
+    option = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+    if node and option:
+        return UserError(f"{node[1]}.{option[1]} is not an option of {node[1]}: {cause}.")
+    return UserError(f"{node[1] if node else 'a config node'} cannot be built from its "
+                     f"values: {first_line(cause or built).rstrip('.')}.")
 
 
 def one_line(err: BaseException) -> str:
@@ -112,29 +149,47 @@ def check_added_keys(cfg: DictConfig) -> None:
                             "nothing would read it; see `--cfg job` for the keys there are.")
 
 
-def take_folder(cfg: DictConfig, run_dir: Path) -> bool:
-    """Claim ``run_dir`` for this run (rank 0 only; ``resume=true`` takes over the claim of a
-    run that stopped, and leaves a finished run's folder as it is, to be read) and write
-    Hydra's record of the command into ``.hydra/``; True where this process owns the folder."""
+def take_folder(cfg: DictConfig, run_dir: Path) -> str | None:
+    """Claim ``run_dir`` for this run (rank 0 only), start writing its log file there and
+    write Hydra's record of the command into ``.hydra/``. ``resume=true`` takes back the
+    folder of a run that stopped, once the command is checked to be the one that started it,
+    and leaves a finished run's folder as it is, to be read. Returns ``"claimed"`` (a new
+    folder), ``"resumed"``, or None where this process does not own the folder."""
     from lightning.pytorch.utilities import rank_zero_only  # torch: not for --help
 
+    from dlfoundations.run.resume import check_same_command
+
     if rank_zero_only.rank != 0:
-        return False
+        return None
     ran_before = any((run_dir / name).exists()
                      for name in (folder.CLAIM_FILE, *folder.RUN_FILES))
     if cfg.get("resume") is True and ran_before:
-        if (folder.read_metrics(run_dir) or {}).get("status") in folder.FINISHED:
-            return False
+        check_same_command(cfg, run_dir)
+        if (folder.read_metrics(run_dir) or {}).get("status") in FINISHED:
+            return None
+        for log in console.run_logs():
+            if log.path.is_symlink():
+                raise UserError(f"{log.path} is a symbolic link: a run writes its log only "
+                                "into its own folder; remove the link to resume the run.")
         folder.retake(run_dir)
-        return True
+        open_logs()
+        return "resumed"
     folder.claim(run_dir)
+    open_logs()
     if HydraConfig.initialized():
         record = run_dir / ".hydra"
         record.mkdir(exist_ok=True)
-        folder.write_text(record / "overrides.yaml",
-                          OmegaConf.to_yaml(HydraConfig.get().overrides.task))
+        overrides = [o for o in HydraConfig.get().overrides.task
+                     if not o.startswith(folder.RUN_CONTROL)]
+        folder.write_text(record / "overrides.yaml", OmegaConf.to_yaml(overrides))
         folder.write_text(record / "config.yaml", OmegaConf.to_yaml(cfg))
-    return True
+    return "claimed"
+
+
+def open_logs() -> None:
+    """Start writing the job's log file in the folder the run now owns."""
+    for log in console.run_logs():
+        log.open()
 
 
 def refuse(err: UserError) -> NoReturn:
@@ -177,43 +232,44 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
         with open_dict(cfg):
             cfg.resume = True
     run_dir = Path(cfg.paths.output_dir)
-    owner, bad_input = False, False
+    owner, bad_input = None, False
     try:
         with INTERRUPTS.run():
             owner = take_folder(cfg, run_dir)
             check_added_keys(cfg)
             metrics = task(cfg)
     except Exception as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if full_error_wanted():
             raise
         interrupted = isinstance(err, RunInterrupted)
         bad_input = as_user_error(err) is not None
-        metrics = {"status": "interrupted" if interrupted else "failed", "reason": one_line(err)}
-        if owner:
-            record_failure(run_dir, metrics)
+        metrics = {"status": Status.INTERRUPTED if interrupted else Status.FAILED,
+                   "reason": one_line(err)}
+        if owner == "claimed" or (owner == "resumed" and not bad_input):
+            record_failure(run_dir, metrics)  # a refused resume leaves the folder as it was
         if not (interrupted or bad_input or isinstance(err, OSError) or in_multirun()):
             raise  # a bug: Hydra prints the traceback, exit status 1
-    if INTERRUPTS.received is not None and metrics.get("status") == "completed":
-        metrics = {**metrics, "status": "interrupted", "reason": f"{INTERRUPTS.signal_name()} "
+    if INTERRUPTS.received is not None and metrics.get("status") == Status.COMPLETED:
+        metrics = {**metrics, "status": Status.INTERRUPTED, "reason": f"{INTERRUPTS.signal_name()} "
                    "arrived while the results were written; they are complete"}
         if owner:
             record_failure(run_dir, metrics)
-    status = metrics.get("status", "completed")
-    if status == "interrupted" and not _app_running:
+    status = metrics.get("status", Status.COMPLETED)
+    if status == Status.INTERRUPTED and not _app_running:
         try:
             INTERRUPTS.hand_on()  # e.g. submitit: requeue this job, which then resumes
         except Exception as err:  # e.g. submitit: no requeue left; the status stays
             console.say(f"job not requeued: {one_line(err)}", error=True)
     if in_multirun():
-        if status != "completed":
+        if status != Status.COMPLETED:
             console.say(f"job {status}: {metrics.get('reason')}", error=True)
-        if status == "interrupted" and _app_running:
+        if status == Status.INTERRUPTED and _app_running:
             stop_sweep()
         return metrics
     if bad_input:
         console.say(f"error: {metrics['reason']}", error=True)
         sys.exit(EXIT_BAD_INPUT)
-    if status != "completed":
+    if status != Status.COMPLETED:
         console.say(f"error: the run {status}: {metrics.get('reason')}", error=True)
         sys.exit(EXIT_NOT_COMPLETED)
     return metrics

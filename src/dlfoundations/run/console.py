@@ -11,14 +11,63 @@ per job (``dlfoundations.progress``).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 #: loggers of Lightning that print to the console on their own
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+
+
+class RunLog(logging.Handler):
+    """The job's log file (``train.log``, ``eval.log``), written only into a claimed folder.
+
+    Hydra opens a job's log file before the job runs; this handler (``hydra/job_logging:
+    run_log``) instead keeps the lines in memory until the run has claimed its folder
+    (``open``), then appends them and every later line. A refused run's lines are printed but
+    never written, so a refusal leaves an existing ``train.log`` as it was, and the file is
+    opened without following a symbolic link (``O_NOFOLLOW``).
+    """
+
+    def __init__(self, filename: str) -> None:
+        super().__init__()
+        self.path = Path(filename)
+        self.pending: list[str] = []
+        self.fd: int | None = None
+
+    def open(self) -> None:
+        """Append the lines held so far, and all later ones, to the file."""
+        if self.fd is None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+            self.fd = os.open(self.path, flags, 0o644)
+            lines, self.pending = self.pending, []
+            for line in lines:
+                os.write(self.fd, line.encode())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+            if self.fd is None:
+                self.pending.append(line)
+            else:
+                os.write(self.fd, line.encode())
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        super().close()
+
+
+def run_logs() -> list[RunLog]:
+    """The job's log files among the root logger's handlers."""
+    return [handler for handler in logging.getLogger().handlers if isinstance(handler, RunLog)]
 
 
 def in_multirun() -> bool:
@@ -49,6 +98,5 @@ def say(line: str, *, error: bool = False, console: bool = True) -> None:
         print(line, file=sys.stderr if error else sys.stdout, flush=True)
     record = logging.LogRecord("dlfoundations", logging.ERROR if error else logging.INFO,
                                __file__, 0, line, None, None)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
+    for handler in run_logs():
+        handler.handle(record)

@@ -11,6 +11,7 @@ eval would read it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -21,8 +22,9 @@ from typing import Any, BinaryIO
 
 from dlfoundations.errors import UserError
 
-#: statuses of a run that ``resume=true`` reports as they are, without training again
-FINISHED = ("completed", "pruned", "diverged", "failed")
+#: overrides that say how to run, not what: left out of a job's recorded overrides, so that a
+#: job first started by a resumed sweep is named and summarised as the others are
+RUN_CONTROL = ("resume=", "+resume=", "++resume=")
 
 #: the claim file; its content says which process claimed the folder, and when
 CLAIM_FILE = ".claim"
@@ -42,17 +44,25 @@ def _create_claim(path: Path, **extra: Any) -> bool:
     return True
 
 
-def claim(run_dir: Path) -> Path:
-    """Claim ``run_dir`` for this process, or raise ``UserError`` when another run has it."""
-    held = [name for name in (CLAIM_FILE, *RUN_FILES) if (run_dir / name).exists()]
-    held += [p.name for p in run_dir.glob("events.out.tfevents.*")][:1]
+def claim(run_dir: Path, key: str = "paths.output_dir") -> Path:
+    """Claim ``run_dir`` for this process, or raise ``UserError`` when it holds anything: a
+    run (or a sweep) starts in a new or empty folder, so that nothing of another run or of the
+    user's is ever overwritten (``key``: the config key that names the folder)."""
+    held = sorted(entry.name for entry in run_dir.iterdir()) if run_dir.is_dir() else []
     if not held and _create_claim(run_dir / CLAIM_FILE):
         return run_dir / CLAIM_FILE
+    held = held or [CLAIM_FILE]
+    runs = [name for name in (CLAIM_FILE, *RUN_FILES) if name in held]
+    runs += [name for name in held if name.startswith("events.out.tfevents.")][:1]
+    if runs:
+        raise UserError(
+            f"{key}={str(run_dir)!r} is not allowed: it already holds another run "
+            f"({', '.join(runs[:3])}); give a new hydra.run.dir (or hydra.sweep.dir), or "
+            "continue that run with resume=true.")
     raise UserError(
-        f"paths.output_dir={str(run_dir)!r} is not allowed: it already holds another run "
-        f"({', '.join(held or [CLAIM_FILE])}); give a new hydra.run.dir (or hydra.sweep.dir), "
-        "or continue that run with resume=true."
-    )
+        f"{key}={str(run_dir)!r} is not allowed: it already holds files that are not a run's "
+        f"({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}); a run starts in a new or "
+        "empty folder: give a new hydra.run.dir (or hydra.sweep.dir).")
 
 
 def claim_holder(run_dir: Path) -> dict[str, Any]:
@@ -83,7 +93,7 @@ def holder_is_alive(holder: dict[str, Any]) -> bool:
     return True
 
 
-def retake(run_dir: Path) -> None:
+def retake(run_dir: Path, key: str = "paths.output_dir") -> None:
     """Take over the claim of ``run_dir`` from a run that has ended (``resume=true``).
 
     The old claim is renamed away (only one process can rename it) and a new one created with
@@ -92,7 +102,7 @@ def retake(run_dir: Path) -> None:
     holder = claim_holder(run_dir)
     if holder_is_alive(holder):
         raise UserError(
-            f"paths.output_dir={str(run_dir)!r} cannot be resumed now: the run that claimed it "
+            f"{key}={str(run_dir)!r} cannot be resumed now: the run that claimed it "
             f"(pid {holder.get('pid')} on {holder.get('host')}) is still running."
         )
     stale = run_dir / f"{CLAIM_FILE}.{os.getpid()}.stale"
@@ -100,7 +110,7 @@ def retake(run_dir: Path) -> None:
         (run_dir / CLAIM_FILE).replace(stale)
     try:
         if not _create_claim(run_dir / CLAIM_FILE, resumed=True):
-            raise UserError(f"paths.output_dir={str(run_dir)!r} cannot be resumed now: another "
+            raise UserError(f"{key}={str(run_dir)!r} cannot be resumed now: another "
                             "run resumed it at the same moment.")
     finally:
         stale.unlink(missing_ok=True)
@@ -137,10 +147,31 @@ def write_text(path: Path, text: str) -> Path:
     return write_atomically(path, lambda file: file.write(text.encode()))
 
 
+def first_non_finite(metrics: dict[str, Any]) -> str | None:
+    """Why a run's results cannot stand when one of its metrics (``val/acc``, ``test/loss``,
+    ...) is NaN or infinite: ``"test/loss is nan"``; None when all are finite."""
+    for key, value in sorted(metrics.items()):
+        if "/" in key and isinstance(value, float) and not math.isfinite(value):
+            return f"{key} is {value}"
+    return None
+
+
+def json_value(value: Any) -> Any:
+    """``value`` with every NaN or infinite number as null: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(item) for item in value]
+    return value
+
+
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
-    """Write the run's final numbers as one flat JSON object, atomically."""
-    return write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True)
-                      + "\n")
+    """Write the run's final numbers as one flat JSON object, atomically (a non-finite number
+    as null)."""
+    text = json.dumps(json_value(metrics), indent=2, sort_keys=True, allow_nan=False)
+    return write_text(run_dir / "metrics.json", text + "\n")
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
