@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,8 @@ CLASS_NAMES: tuple[str, ...] = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 TRAIN_SIZE = 60_000
+#: the most folds of the 60,000 training images, so that each holds at least 100 of them
+MAX_FOLDS = TRAIN_SIZE // 100
 
 
 class FashionMNISTDataModule(L.LightningDataModule):
@@ -63,12 +66,14 @@ class FashionMNISTDataModule(L.LightningDataModule):
                 "data.batch_size", batch_size, "an integer of at least 1")
         require(isinstance(val_size, int) and 0 < val_size < TRAIN_SIZE,
                 "data.val_size", val_size, f"an integer between 1 and {TRAIN_SIZE - 1}")
-        require(isinstance(num_workers, int) and num_workers >= 0,
-                "data.num_workers", num_workers, "an integer of at least 0")
+        cores = os.cpu_count() or 1
+        require(isinstance(num_workers, int) and 0 <= num_workers <= cores,
+                "data.num_workers", num_workers, f"an integer from 0 to {cores} (the cores)")
         require(isinstance(seed, int), "data.seed", seed, "an integer")
         if num_folds is not None:
-            require(isinstance(num_folds, int) and num_folds >= 2, "data.num_folds", num_folds,
-                    "null or an integer of at least 2")
+            require(isinstance(num_folds, int) and 2 <= num_folds <= MAX_FOLDS,
+                    "data.num_folds", num_folds, f"null or an integer from 2 to {MAX_FOLDS} "
+                    "(each fold holds at least 100 images)")
             require(isinstance(fold, int) and 0 <= fold < num_folds, "data.fold", fold,
                     f"an integer from 0 to {num_folds - 1} (data.num_folds - 1)")
         if train_subset is not None:
@@ -121,6 +126,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
             "test": self._split(tensors["t10k-images-idx3-ubyte"],
                                 tensors["t10k-labels-idx1-ubyte"]),
         }
+        sizes = {split: len(data) for split, data in self.splits.items()}
+        require(sizes["train"] >= self.batch_size, "data.batch_size", self.batch_size,
+                f"at most the training split's size ({sizes['train']} images)")
+        require(sizes["val"] > 0, "data.val_size" if self.num_folds is None else "data.fold",
+                self.val_size if self.num_folds is None else self.fold,
+                "a choice that leaves images in the validation split (it holds none)")
         device = self._device()
         if device is not None:
             for split in self.splits.values():

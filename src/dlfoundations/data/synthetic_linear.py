@@ -28,6 +28,8 @@ class SyntheticLinearDataModule(L.LightningDataModule):
                            ("num_test", num_test), ("batch_size", batch_size)):
             require(isinstance(value, int) and value >= 1, f"data.{key}", value,
                     "an integer of at least 1")
+        require(batch_size <= num_train, "data.batch_size", batch_size,
+                f"at most data.num_train ({num_train})")
         require(len(true_w) >= 1, "data.true_w", list(true_w), "a list of at least one weight")
         require(noise_std >= 0, "data.noise_std", noise_std, "a number of at least 0")
         self.save_hyperparameters(logger=False)  # the run logs all hyperparameters once

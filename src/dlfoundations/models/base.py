@@ -47,6 +47,8 @@ class LabModule(L.LightningModule):
 
     #: what kind of data the model learns from, checked against the DataModule's
     task: str = ""
+    #: the metrics it logs by the end of each validation, which ``monitor.metric`` may name
+    metrics: tuple[str, ...] = ()
 
     def __init__(self, net: Mapping[str, Any], sizes: dict[str, int],
                  init: dict[str, Any] | None = None, optimizer: OptimizerFactory | None = None,

@@ -26,6 +26,7 @@ class BinaryClassifier(LabModule):
     """
 
     task = "two-class classification"
+    metrics = ("val/acc", "val/loss", "val/auroc", "train/loss")
 
     def __init__(self, net: Mapping[str, Any], init: dict[str, Any] | None = None,
                  optimizer: OptimizerFactory | None = None,

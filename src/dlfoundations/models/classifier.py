@@ -28,6 +28,7 @@ class Classifier(LabModule):
     """
 
     task = "classification"
+    metrics = ("val/acc", "val/loss", "train/acc", "train/loss_epoch")
 
     def __init__(self, net: Mapping[str, Any], num_classes: int = 10,
                  init: dict[str, Any] | None = None, optimizer: OptimizerFactory | None = None,

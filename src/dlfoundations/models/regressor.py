@@ -23,6 +23,7 @@ class Regressor(LabModule):
     """
 
     task = "regression"
+    metrics = ("val/mse", "train/mse", "w_error", "b_error")
 
     def __init__(self, net: Mapping[str, Any], true_w: Sequence[float] = (2.0, -3.4),
                  true_b: float = 4.2, init: dict[str, Any] | None = None,

@@ -13,15 +13,19 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from dlfoundations.errors import UserError, require
+from dlfoundations.errors import UserError, first_line, require
 from dlfoundations.models.base import require_derived_gradients
 from dlfoundations.optim import scaled_lr
+from dlfoundations.run.argument_types import check_argument_types
 
 Rule = tuple[Callable[[Any], bool], str]
+#: the largest seed every generator a run seeds accepts (numpy's: 2^32 - 1)
+MAX_SEED = 2**32 - 1
 
 
 def _number(value: Any) -> bool:
@@ -100,10 +104,31 @@ def check_optim_and_scheduler(cfg: DictConfig) -> None:
         _dry_build("scheduler", scheduler, lambda: instantiate(scheduler)(optimizer))
 
 
+def target_class(cfg: DictConfig, group: str, base: type, example: str) -> type:
+    """The class ``{group}._target_`` names, if it is a ``base`` with a ``task``; the command
+    line may name a user's own class, so anything else is one sentence, not a traceback."""
+    target = cfg[group].get("_target_")
+    try:
+        cls = get_class(target)
+    except Exception as err:  # Hydra's own error, whatever the name
+        raise UserError(f"{group}._target_={target!r} is not allowed: it must name a class "
+                        f"that can be imported ({first_line(err)}).") from err
+    require(isinstance(cls, type) and issubclass(cls, base) and isinstance(
+        getattr(cls, "task", None), str), f"{group}._target_", target,
+        f"a {base.__name__} class with a task, e.g. {example}")
+    return cls
+
+
 def check_model_fits_data(cfg: DictConfig) -> None:
     """A classifier needs image data, logistic regression two of its classes, linear
-    regression synthetic data; hand-derived gradients exist for some models only."""
-    model_cls, data_cls = get_class(cfg.model._target_), get_class(cfg.data._target_)
+    regression synthetic data; hand-derived gradients exist for some models only; the
+    monitored metric is one the model logs."""
+    model_cls = target_class(cfg, "model", L.LightningModule, "dlfoundations.models.Classifier")
+    data_cls = target_class(cfg, "data", L.LightningDataModule,
+                            "dlfoundations.data.FashionMNISTDataModule")
+    metrics = getattr(model_cls, "metrics", ())
+    require(not metrics or cfg.monitor.metric in metrics, "monitor.metric", cfg.monitor.metric,
+            f"a metric that {model_cls.__name__} logs: {', '.join(metrics)}")
     if data_cls.task == "classification" and cfg.data.get("classes") is not None:
         if model_cls.task != "two-class classification":
             raise UserError(
@@ -122,10 +147,28 @@ def check_model_fits_data(cfg: DictConfig) -> None:
         )
 
 
+#: the nodes of a run's config that hold keys (null allowed where the second item says so)
+NODES = (("model", False), ("model.net", False), ("data", False), ("optim", False),
+         ("init", False), ("trainer", False), ("monitor", False), ("lr_scaling", False),
+         ("scheduler", True), ("callbacks", True), ("logger", True))
+
+
+def check_nodes(cfg: DictConfig) -> None:
+    """Each node a run reads keys from is a node of keys (``model.net=5`` is refused)."""
+    for key, optional in NODES:
+        node = OmegaConf.select(cfg, key, default=None)
+        require(isinstance(node, DictConfig) or (optional and node is None), key,
+                OmegaConf.to_container(node) if isinstance(node, ListConfig) else node,
+                f"a node of keys (as in conf/{key.split('.')[0]}/){' or null' * optional}")
+
+
 def check_run_config(cfg: DictConfig) -> None:
     """The run-level keys a typo would break late: checked before anything is built."""
-    require(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool), "seed", cfg.seed,
-            "an integer")
+    check_nodes(cfg)
+    check_argument_types(cfg, ("trainer", "callbacks", "logger", "model", "data", "optim",
+                               "scheduler"))
+    require(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool)
+            and 0 <= cfg.seed <= MAX_SEED, "seed", cfg.seed, f"an integer from 0 to {MAX_SEED}")
     require(isinstance(cfg.get("resume", False), bool), "resume", cfg.get("resume"),
             "true or false")
     gradients = cfg.get("gradients", "autograd")

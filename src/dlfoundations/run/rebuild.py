@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 from dlfoundations.data import FashionMNISTDataModule, SyntheticLinearDataModule
-from dlfoundations.errors import UserError
+from dlfoundations.errors import UserError, first_line
 from dlfoundations.models import BinaryClassifier, Classifier, Regressor
 from dlfoundations.models.base import qualified_name
 from dlfoundations.run.checkpoints import check_matches
@@ -28,6 +29,8 @@ MODEL_CLASSES: dict[str, type[L.LightningModule]] = {
     for cls in (Classifier, BinaryClassifier, Regressor)}
 DATAMODULE_CLASSES: dict[str, type[L.LightningDataModule]] = {
     qualified_name(cls): cls for cls in (FashionMNISTDataModule, SyntheticLinearDataModule)}
+#: where the data lives (conf/eval.yaml), for the DataModules that read it; others ignore it
+LOCATION_KEYS = ("data_dir", "download")
 #: constructor arguments that the run supplies and a checkpoint never does
 RUN_SUPPLIED = ("optimizer", "scheduler")
 
@@ -56,9 +59,9 @@ def construct(cls: type, params: dict[str, Any], field: str, path: str | Path) -
         return cls(**params)
     except UserError as err:
         raise UserError(f"ckpt_path={str(path)!r} cannot be rebuilt: {err}") from err
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RuntimeError) as err:
         raise UserError(f"ckpt_path={str(path)!r} cannot be rebuilt: its {field} do not fit "
-                        f"{cls.__name__} ({err}).") from err
+                        f"{cls.__name__} ({type(err).__name__}: {first_line(err)}).") from err
 
 
 def rebuild(checkpoint: dict[str, Any], path: str, data_location: dict[str, Any]
@@ -73,8 +76,16 @@ def rebuild(checkpoint: dict[str, Any], path: str, data_location: dict[str, Any]
     model = construct(model_cls, checkpoint.get("hyper_parameters", {}), "hyper_parameters",
                       path)
     check_matches(model, checkpoint, path)
+    for name, tensor in checkpoint["state_dict"].items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"ckpt_path={str(path)!r} is not allowed: its weights {name} are "
+                            "not all finite numbers (the run it comes from diverged).")
     model.load_state_dict(checkpoint["state_dict"])
     accepted = inspect.signature(data_cls).parameters
+    unknown = sorted(set(data_location) - set(accepted) - set(LOCATION_KEYS))
+    if unknown:
+        raise UserError(f"data.{unknown[0]} is not an option of {data_cls.__name__}, the data "
+                        f"of ckpt_path={str(path)!r}.")
     params = {**checkpoint.get("datamodule_hyper_parameters", {}),
               **{k: v for k, v in data_location.items() if k in accepted}}
     return model, construct(data_cls, params, "datamodule_hyper_parameters", path)
