@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.reporting.jobs import named
 from dlfoundations.run.folder import read_metrics
+from dlfoundations.status import Status
 
 
 def sweep_plan(config: DictConfig) -> tuple[int, list[str]]:
@@ -36,6 +36,16 @@ def sweep_plan(config: DictConfig) -> tuple[int, list[str]]:
     by_key = {o.get_key_element(): o for o in OverridesParser.create().parse_overrides(texts)}
     swept = [key for key, o in by_key.items() if o.is_sweep_override()]
     return math.prod(len(list(by_key[key].sweep_string_iterator())) for key in swept), swept
+
+
+def job_folder(job: JobReturn) -> Path | None:
+    """The folder a job ran in, from its own Hydra config (``hydra.runtime.output_dir`` as
+    the job saw it). Not ``paths.output_dir`` of ``job.cfg``: that interpolation resolves
+    against the Hydra config of the process that reads it, the launcher's in a side-by-side
+    sweep."""
+    output_dir = OmegaConf.select(job.hydra_cfg, "hydra.runtime.output_dir", default=None) \
+        if job.hydra_cfg is not None else None
+    return Path(output_dir) if output_dir else None
 
 
 def clock(seconds: float) -> str:
@@ -63,17 +73,16 @@ class SweepProgress:
         self.done += 1
         values = dict(o.split("=", 1) for o in job.overrides or [] if "=" in o)
         name = named(values, self.swept) or "job"
-        metrics: dict[str, Any] = {}
-        if job.cfg is not None and OmegaConf.select(job.cfg, "paths.output_dir"):
-            metrics = read_metrics(Path(job.cfg.paths.output_dir)) or {}
-        status = metrics.get("status") or ("failed" if job.status == JobStatus.FAILED
+        folder = job_folder(job)
+        metrics = (read_metrics(folder) or {}) if folder is not None else {}
+        status = metrics.get("status") or (Status.FAILED if job.status == JobStatus.FAILED
                                            or failure else "unknown")
         monitor = OmegaConf.select(job.cfg, "monitor.metric", default="val/acc") \
             if job.cfg is not None else "val/acc"
         result = f", {monitor} {metrics[monitor]:.4g}" if isinstance(
             metrics.get(monitor), int | float) else ""
         why = metrics.get("reason") or failure
-        reason = f" ({why})" if status != "completed" and why else ""
+        reason = f" ({why})" if status != Status.COMPLETED and why else ""
         took = f" in {metrics['wall_time_s']:.1f} s" if "wall_time_s" in metrics else ""
         elapsed = time.monotonic() - self.started
         left = elapsed / self.done * max(self.total - self.done, 0)

@@ -26,12 +26,13 @@ import cloudpickle
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, require
 from dlfoundations.progress import PROGRESS
 from dlfoundations.run import folder
+from dlfoundations.status import Status
 
 #: how often the launcher looks at signals and at its workers while it waits, in seconds
 POLL_S = 0.2
@@ -195,9 +196,10 @@ def lost_job(sweep_config: DictConfig, exitcode: int | None) -> tuple[JobReturn,
            else f"exit status {exitcode}")
     reason = f"its worker process ended with {how}"
     if (run_dir / folder.CLAIM_FILE).exists():
-        record_failure(run_dir, {"status": "failed", "reason": reason})
+        record_failure(run_dir, {"status": Status.FAILED, "reason": reason})
+    hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(run_dir)}}})
     return JobReturn(overrides=list(sweep_config.hydra.overrides.task), cfg=sweep_config,
-                     hydra_cfg=sweep_config, working_dir=str(run_dir),
+                     hydra_cfg=hydra_cfg, working_dir=str(run_dir),
                      task_name=sweep_config.hydra.job.name, status=JobStatus.COMPLETED,
                      _return_value=math.nan), reason
 

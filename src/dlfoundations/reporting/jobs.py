@@ -13,10 +13,14 @@ import logging
 import math
 import statistics
 from dataclasses import dataclass, field
+from itertools import product
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from dlfoundations.run.folder import RUN_CONTROL
+from dlfoundations.status import Status
 
 #: override keys whose values repeat a setting rather than change it
 REPLICATE_KEYS = ("seed", "data.fold")
@@ -34,6 +38,8 @@ class Job:
     config: dict[str, Any] = field(default_factory=dict)
     curves: dict[str, Curve] = field(default_factory=dict)
     name: str = ""
+    #: why the job is left out of the tables (a damaged file); empty for a readable job
+    problem: str = ""
 
     @property
     def values(self) -> dict[str, str]:
@@ -75,23 +81,52 @@ class Setting:
         return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
 
 
-def natural(value: str) -> tuple[int, float, str]:
-    """Sort key: numbers by value before words in alphabetical order."""
+def natural(value: str | None) -> tuple[int, float, str]:
+    """Sort key: numbers by value before words in alphabetical order, a job without the key
+    (None) last."""
+    if value is None:
+        return (2, 0.0, "")
     try:
         return (0, float(value), "")
     except ValueError:
         return (1, 0.0, value)
 
 
+def read_yaml(path: Path, default: Any) -> Any:
+    """A YAML file's content (``default`` when the file is absent); ``ValueError`` naming
+    the file when it cannot be read."""
+    if not path.is_file():
+        return default
+    try:
+        return yaml.safe_load(path.read_text()) or default
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"{path.name} cannot be read ({type(err).__name__})") from err
+
+
 def read_job(path: Path) -> Job:
-    overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
-    metrics_file = path / "metrics.json"
-    metrics = (json.loads(metrics_file.read_text()) if metrics_file.is_file()
-               else {"status": "failed", "reason": "no metrics.json (the job did not finish)"})
-    config_file = path / ".hydra" / "config.yaml"
-    config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
-    return Job(path, [o for o in overrides if not o.startswith("hydra.")], metrics, config,
-               read_curves(path))
+    """A job from its folder; a job whose files cannot be read keeps its overrides (where
+    they can be read) and says why in ``problem``."""
+    overrides: list[str] = []
+    try:
+        overrides = read_yaml(path / ".hydra" / "overrides.yaml", [])
+        if not (isinstance(overrides, list) and all(isinstance(o, str) for o in overrides)):
+            raise ValueError("its .hydra/overrides.yaml is not a list of overrides")
+        overrides = [o for o in overrides if not o.startswith(("hydra.", *RUN_CONTROL))]
+        config = read_yaml(path / ".hydra" / "config.yaml", {})
+        metrics_file = path / "metrics.json"
+        if not metrics_file.is_file():
+            metrics = {"status": Status.FAILED,
+                       "reason": "no metrics.json (the job did not finish)"}
+        else:
+            try:
+                metrics = json.loads(metrics_file.read_text())
+            except (OSError, UnicodeDecodeError, ValueError) as err:
+                raise ValueError(f"its metrics.json is not valid JSON ({err})") from err
+        if not isinstance(metrics, dict) or not isinstance(config, dict):
+            raise ValueError("its metrics.json or .hydra/config.yaml is not a mapping")
+    except ValueError as err:
+        return Job(path, overrides if isinstance(overrides, list) else [], {}, problem=str(err))
+    return Job(path, overrides, metrics, config, read_curves(path))
 
 
 def read_curves(run_dir: Path) -> dict[str, Curve]:
@@ -108,16 +143,54 @@ def read_curves(run_dir: Path) -> dict[str, Curve]:
 
 def find_jobs(sweep_dir: Path) -> list[Job]:
     """Every job folder under ``sweep_dir``, best first by its monitored metric, each named
-    by its swept axes (``name_jobs``)."""
+    by its swept axes (``name_jobs``); damaged jobs (``problem``) last."""
     jobs = [read_job(overrides.parent.parent)
             for overrides in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"))]
     name_jobs(jobs, swept_axes(jobs))
     return sorted(jobs, key=rank)
 
 
+def planned_jobs(sweep_dir: Path) -> list[dict[str, str]] | None:
+    """The overrides of every job the sweep in ``sweep_dir`` was to run, from the
+    ``multirun.yaml`` Hydra wrote when it started (the preset's ``hydra.sweeper.params`` and
+    the command line, its sweeps expanded); None for a search (its trials are drawn) or a
+    folder without that record."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        record = read_yaml(sweep_dir / "multirun.yaml", {})
+    except ValueError:
+        return None
+    hydra = record.get("hydra") if isinstance(record, dict) else None
+    if not isinstance(hydra, dict) or (hydra.get("sweeper") or {}).get("n_trials") is not None:
+        return None
+    params = (hydra.get("sweeper") or {}).get("params") or {}
+    texts = [f"{key}={value}" for key, value in params.items()] + [
+        o for o in (hydra.get("overrides") or {}).get("task") or []
+        if not o.startswith(RUN_CONTROL)]
+    by_key = {o.get_key_element(): o for o in OverridesParser.create().parse_overrides(texts)}
+    choices = [[f"{key}={value}" for value in o.sweep_string_iterator()]
+               if o.is_sweep_override() else [f"{key}={o.get_value_element_as_str()}"]
+               for key, o in by_key.items()]
+    return [dict(text.split("=", 1) for text in combination) for combination in product(*choices)]
+
+
+def missing_jobs(sweep_dir: Path, jobs: list[Job]) -> list[str]:
+    """The names of the jobs the sweep planned that have no folder here (not run yet, or
+    removed), named by the planned sweep's axes."""
+    planned = planned_jobs(sweep_dir)
+    if not planned:
+        return []
+    axes = [key for key in planned[0] if len({values.get(key) for values in planned}) > 1]
+    found = {named(job.values, axes) for job in jobs}
+    return [name for name in (named(values, axes) for values in planned) if name not in found]
+
+
 def rank(job: Job) -> tuple[int, float]:
-    """Completed jobs first, best monitored metric first."""
-    if job.metrics.get("status") != "completed" or math.isnan(job.score):
+    """Completed jobs first, best monitored metric first, damaged jobs last."""
+    if job.problem:
+        return (2, 0.0)
+    if job.metrics.get("status") != Status.COMPLETED or math.isnan(job.score):
         return (1, 0.0)
     return (0, -job.score if job.mode == "max" else job.score)
 

@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dlfoundations.reporting.tables import cell, markdown_table
 from dlfoundations.run.folder import write_text
 from dlfoundations.search.study import RETRY_OF, counted
+from dlfoundations.status import Status
 
 
 def best_command(trial: FrozenTrial, prefix: list[str]) -> str:
@@ -46,7 +47,7 @@ def tables(trials: list[FrozenTrial], metric: str, maximize: bool) -> list[str]:
         lines += ["", "Failed trials:", ""]
         lines += markdown_table(
             ["trial", "status", "epochs", "reason"],
-            [[str(t.number), str(t.user_attrs.get("status", "failed")),
+            [[str(t.number), str(t.user_attrs.get("status", Status.FAILED)),
               cell(t.user_attrs.get("epochs")), str(t.user_attrs.get("reason", ""))]
              for t in failed])
     return lines

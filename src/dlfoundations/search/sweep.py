@@ -30,6 +30,7 @@ from dlfoundations.run.folder import read_metrics
 from dlfoundations.search import study as studies
 from dlfoundations.search.space import search_space, suggest
 from dlfoundations.search.summary import write_study_summary
+from dlfoundations.status import Status
 
 
 class Heartbeat:
@@ -191,23 +192,23 @@ class Search:
     def tell(self, trial: Trial, stopped: bool = False) -> None:
         """Tell the study how the run of ``trial`` ended (its ``metrics.json``)."""
         metrics = read_metrics(self.sweep_dir / f"trial_{trial.number}") or {
-            "status": "failed", "reason": "no metrics.json (the run did not start)"}
+            "status": Status.FAILED, "reason": "no metrics.json (the run did not start)"}
         status = metrics.get("status")
-        if stopped and status not in ("completed", "pruned", "diverged"):
-            status = "interrupted"
+        if stopped and status not in (Status.COMPLETED, Status.PRUNED, Status.DIVERGED):
+            status = Status.INTERRUPTED
         value = metrics.get(self.config.monitor.metric)
         for key in ("status", "reason", "epochs", "best_epoch",
                     self.config.monitor.metric.replace("val/", "test/")):
             if metrics.get(key) is not None:
                 trial.set_user_attr(key, metrics[key])
         trial.set_user_attr("status", status)
-        if status == "interrupted":
+        if status == Status.INTERRUPTED:
             studies.retry(self.study, self.storage.get_trial(
                 self.storage.get_trial_id_from_study_id_trial_number(self.study_id,
                                                                       trial.number)))
-        elif status == "completed" and isinstance(value, int | float) and math.isfinite(value):
+        elif status == Status.COMPLETED and isinstance(value, int | float) and math.isfinite(value):
             self.study.tell(trial, float(value))
-        elif status == "pruned":
+        elif status == Status.PRUNED:
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
