@@ -5,11 +5,14 @@ figures of the jobs' ``report`` config, plus ``heatmap.png`` for a sweep over tw
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
+from dlfoundations.errors import UserError
 from dlfoundations.reporting import figures, tables
-from dlfoundations.reporting.jobs import Job, find_jobs, settings, swept_axes
+from dlfoundations.reporting.jobs import Job, find_jobs, missing_jobs, settings, swept_axes
+from dlfoundations.run.folder import write_text
 
 DEFAULT_REPORT: dict[str, Any] = {
     "figures": [{"name": "curves", "tags": ["val/loss", "val/acc"], "x": "auto"}],
@@ -25,28 +28,61 @@ def report_config(jobs: list[Job]) -> dict[str, Any]:
     return DEFAULT_REPORT
 
 
+def check_sweep_folder(sweep_dir: Path) -> None:
+    """Refuse, in one sentence, a path that is not a sweep's folder: missing, a file, a
+    single run's folder, or a folder with no job in it."""
+    example = "give a sweep's folder, e.g. outputs/multiruns/<date_time>"
+    if not sweep_dir.exists():
+        raise UserError(f"{sweep_dir} does not exist: {example}.")
+    if not sweep_dir.is_dir():
+        raise UserError(f"{sweep_dir} is a file, not a folder: {example}.")
+    if any(sweep_dir.glob("*/.hydra/overrides.yaml")):
+        return
+    if any((sweep_dir / name).exists() for name in ("metrics.json", ".hydra", "config.yaml")):
+        raise UserError(f"{sweep_dir} is a single run's folder, not a sweep's: its results are "
+                        f"in its metrics.json; {example}.")
+    raise UserError(f"{sweep_dir} holds no job of a sweep (no <job>/.hydra/overrides.yaml): "
+                    f"{example}.")
+
+
+def left_out(jobs: list[Job], missing: list[str]) -> list[str]:
+    """The summary's lines on the jobs it cannot show: damaged ones, and planned ones with no
+    folder."""
+    lines = [f"- `{job.name}`: left out, {job.problem}" for job in jobs if job.problem]
+    lines += [f"- `{name}`: no folder (not run, or its folder was removed)" for name in missing]
+    return ["Jobs not in these tables:", "", *lines] if lines else []
+
+
 def write_summary(sweep_dir: str | Path) -> str:
-    """Write summary.csv, summary.md and the figures into ``sweep_dir``; return the Markdown."""
+    """Write summary.csv, summary.md and the figures into ``sweep_dir``; return the Markdown.
+    Damaged jobs and planned jobs without a folder are named below the tables; a summary
+    that cannot be written is one sentence (``UserError``)."""
     sweep_dir = Path(sweep_dir)
-    jobs = find_jobs(sweep_dir)
+    found = find_jobs(sweep_dir)
+    jobs = [job for job in found if not job.problem]
     config = report_config(jobs)
     axes = swept_axes(jobs)
     groups = settings(jobs, axes)
     mode = jobs[0].mode if jobs else "max"
     header, rows = tables.ranking(jobs, list(config["columns"]))
-    with (sweep_dir / "summary.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+    table = io.StringIO()
+    csv.writer(table, lineterminator="\n").writerows([header, *rows])
     lines = tables.markdown_table(header, rows)
     for part in (tables.replicates(groups, axes, mode), tables.pivots(groups, axes, mode),
-                 tables.per_epoch(jobs, list(config["epoch_table"]))):
+                 tables.per_epoch(jobs, list(config["epoch_table"])),
+                 left_out(found, missing_jobs(sweep_dir, found))):
         if part:
             lines += ["", *part]
     text = "\n".join(lines) + "\n"
-    (sweep_dir / "summary.md").write_text(text)
-    colours: dict[str, Any] = {}
-    for figure in config["figures"]:
-        figures.plot(groups, axes, figure, colours, sweep_dir / f"{figure['name']}.png")
-    figures.heatmap(groups, axes, sweep_dir / "heatmap.png")
+    try:
+        write_text(sweep_dir / "summary.csv", table.getvalue())
+        write_text(sweep_dir / "summary.md", text)
+        colours: dict[str, Any] = {}
+        for figure in config["figures"]:
+            figures.plot(groups, axes, figure, colours, sweep_dir / f"{figure['name']}.png")
+        figures.heatmap(groups, axes, sweep_dir / "heatmap.png")
+    except OSError as err:
+        raise UserError(f"{sweep_dir} is not allowed: its summary cannot be written there "
+                        f"({err.strerror or type(err).__name__}: {err.filename or sweep_dir})."
+                        ) from err
     return text

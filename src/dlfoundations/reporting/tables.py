@@ -30,9 +30,10 @@ def cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(text.replace("|", "/") for text in row) + " |"
+def markdown_table(header: list[Any], rows: list[list[Any]]) -> list[str]:
+    """A Markdown table of ``cell`` texts (a value missing in some jobs, None, as empty)."""
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell(text).replace("|", "/") for text in row) + " |"
                     for row in rows]
 
 
