@@ -89,6 +89,13 @@ def compose_train(*overrides: str, hydra: bool = False) -> DictConfig:
         return compose("train", overrides=list(overrides), return_hydra_config=hydra)
 
 
+def snapshot(folder: Path) -> dict[str, bytes | str]:
+    """Every file under ``folder`` by relative path: its bytes, or where a link points."""
+    return {str(path.relative_to(folder)): (f"link to {os.readlink(path)}" if path.is_symlink()
+                                            else path.read_bytes())
+            for path in sorted(folder.rglob("*")) if path.is_symlink() or path.is_file()}
+
+
 def missing_piece(reason: str) -> NoReturn:
     """A piece of the machine a test needs is missing: the test fails with the reason (a skip
     would pass a run that never tested it)."""

@@ -10,6 +10,8 @@ import pytest
 from tests.conftest import run_script
 from tests.test_sweeps import summary_rows
 
+pytestmark = pytest.mark.slow  # subprocesses, services or many runs
+
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory: pytest.TempPathFactory, raw_paths: dict) -> tuple[Path, Path]:

@@ -28,6 +28,7 @@ def test_preset_composes_into_a_sweep(preset: str) -> None:
     assert cfg.report.figures
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_runs_and_leaves_its_summary_and_figures(preset: str, tmp_path: Path,
                                                         raw_paths: dict) -> None:

@@ -28,11 +28,9 @@ PAIRS = {
     "adadelta": (scratch.AdaDelta, torch.optim.Adadelta, {"lr": 1.0, "rho": 0.9}),
     "adam": (scratch.Adam, torch.optim.Adam, {"lr": 0.003, "betas": (0.9, 0.999)}),
 }
-#: the largest parameter difference allowed after 200 steps, by dtype. In float32 the two
-#: implementations round differently and the adaptive rules amplify it (AdaGrad with decay:
-#: 7e-3), but less than float32 itself does: the same rule run in float32 and in float64
-#: ends up to 6e-2 apart (AdaGrad) over these 200 steps.
-TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-2}
+#: the largest parameter difference allowed after 200 steps in float64, where the two
+#: implementations of one rule must agree whatever torch's version
+FLOAT64_TOLERANCE = 1e-6
 STEPS = 200
 #: the network whose gradients the notes derive (linear, softmax and logistic regression)
 LINEAR = {"name": "linear"}
@@ -46,48 +44,67 @@ def batches(fashion_mnist: FashionMNISTDataModule) -> list[tuple[torch.Tensor, t
 
 def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 batches: list, dtype: torch.dtype,
-                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> torch.Tensor:
-    """``STEPS`` steps of cross-entropy on ``batches``; all parameters, flattened."""
+                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
+    """``STEPS`` steps of cross-entropy on ``batches``; the mean loss of the last ten."""
+    losses = []
     for x, y in batches:
         optimizer.zero_grad()
-        F.cross_entropy(model(x.to(dtype)), y).backward()
+        loss = F.cross_entropy(model(x.to(dtype)), y)
+        loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
+        losses.append(loss.item())
+    return sum(losses[-10:]) / len(losses[-10:])
 
 
 def twin_runs(name: str, weight_decay: float, dtype: torch.dtype, batches: list,
-              schedule: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The MLP trained from the same weights by the hand-written and by torch's optimizer."""
+              schedule: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """The MLP trained from the same weights by the hand-written and by torch's optimizer:
+    both one's and the other's parameters, flattened, and their final losses."""
     by_hand, by_torch, options = PAIRS[name]
     torch.manual_seed(0)
     first = MLP(hidden=[64], dropout=0.0).to(dtype)
     second = copy.deepcopy(first)
-    results = []
+    results, losses = [], []
     for model, cls in ((first, by_hand), (second, by_torch)):
         optimizer = cls(weight_decay_groups(model), weight_decay=weight_decay, **options)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 20, 0.5) if schedule else None
-        results.append(train_steps(model, optimizer, batches, dtype, scheduler))
-    return results[0], results[1]
+        losses.append(train_steps(model, optimizer, batches, dtype, scheduler))
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    return results[0], results[1], losses
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-3], ids=["no_decay", "decay"])
 @pytest.mark.parametrize("name", PAIRS)
-def test_hand_written_optimizer_equals_torch_after_200_steps(
-        name: str, weight_decay: float, dtype: torch.dtype, batches: list) -> None:
-    by_hand, by_torch = twin_runs(name, weight_decay, dtype, batches)
-    assert (by_hand - by_torch).abs().max().item() <= TOLERANCE[dtype]
-    assert not torch.equal(by_hand, twin_runs(name, weight_decay, dtype, batches[:1])[0])
+def test_hand_written_optimizer_equals_torch_after_200_steps_in_float64(
+        name: str, weight_decay: float, batches: list) -> None:
+    """In float64 the two implementations of one rule agree whatever torch's version."""
+    by_hand, by_torch, _ = twin_runs(name, weight_decay, torch.float64, batches)
+    assert (by_hand - by_torch).abs().max().item() <= FLOAT64_TOLERANCE
+    assert not torch.equal(by_hand, twin_runs(name, weight_decay, torch.float64, batches[:1])[0])
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-3], ids=["no_decay", "decay"])
+@pytest.mark.parametrize("name", PAIRS)
+def test_in_float32_the_hand_written_optimizer_trains_as_torchs_does(
+        name: str, weight_decay: float, batches: list) -> None:
+    """In float32 the two implementations round differently and the adaptive rules amplify it
+    (the largest parameter difference after 200 AdaGrad steps with decay: 7e-3 on one torch
+    version, 1.8e-2 on another), so parameters are compared in float64 only. In float32 each
+    trains the network alike: the mean loss of the last ten steps differs by less than the
+    float32 run of torch's rule differs from its float64 run, plus 0.1%."""
+    _, _, (hand, torch32) = twin_runs(name, weight_decay, torch.float32, batches)
+    torch64 = twin_runs(name, weight_decay, torch.float64, batches)[2][1]
+    assert abs(hand - torch32) <= abs(torch32 - torch64) + 1e-3 * torch64
 
 
 def test_notes_momentum_differs_from_torch_when_the_rate_changes(batches: list) -> None:
     """v <- gamma v + eta g keeps the rates v was built with; torch's b <- gamma b + g is
     rescaled by today's rate. Equal under a constant rate, different under a schedule."""
-    constant = twin_runs("momentum", 0.0, torch.float64, batches)
+    constant = twin_runs("momentum", 0.0, torch.float64, batches)[:2]
     assert (constant[0] - constant[1]).abs().max().item() <= 1e-6
-    by_hand, by_torch = twin_runs("momentum", 0.0, torch.float64, batches, schedule=True)
+    by_hand, by_torch, _ = twin_runs("momentum", 0.0, torch.float64, batches, schedule=True)
     assert (by_hand - by_torch).abs().max().item() > 1e-3
 
 
@@ -167,6 +184,7 @@ RUN_COMPARED = ("val/loss", "test/loss", "val/acc", "test/acc", "val/mse", "test
                 "val/auroc", "test/auroc", "w_error", "b_error")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model_name", "overrides"), [
     ("linreg", ("model=linreg",)),
     ("softmax", ("model=softmax", "trainer.limit_train_batches=60")),
@@ -188,6 +206,7 @@ def test_a_run_with_manual_gradients_matches_the_autograd_run(
     assert metrics["manual"]["global_step"] == metrics["autograd"]["global_step"]
 
 
+@pytest.mark.slow
 def test_hand_written_adam_trains_the_mlp_as_torch_adam_does(tmp_path: Path, raw_paths: dict
                                                              ) -> None:
     metrics = {}
@@ -202,6 +221,7 @@ def test_hand_written_adam_trains_the_mlp_as_torch_adam_does(tmp_path: Path, raw
     assert metrics["scratch/adam"]["lr"] == metrics["adam"]["lr"]
 
 
+@pytest.mark.slow
 def test_a_hand_written_optimizer_resumes_exactly(tmp_path: Path, raw_paths: dict) -> None:
     """Its state (the velocity) goes into last.ckpt and comes back: interrupted at step 25 and
     resumed, the run ends with the weights of the uninterrupted one."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils.data import DistributedSampler, SequentialSampler
 
@@ -41,6 +42,7 @@ def test_index_tensor_batches_follow_any_sampler_and_drop_last() -> None:
     assert torch.cat(list(batches)).tolist() == list(shard)
 
 
+@pytest.mark.slow
 def test_epoch_benchmark_writes_the_table_and_the_json(tmp_path: Path, raw_paths: dict
                                                        ) -> None:
     out = tmp_path / "bench.json"
@@ -61,6 +63,7 @@ def test_epoch_benchmark_writes_the_table_and_the_json(tmp_path: Path, raw_paths
     assert bench["import_lightning_s"] > 0 and bench["start_to_first_step_s"] > 0
 
 
+@pytest.mark.slow
 def test_sweep_benchmark_measures_both_launchers(tmp_path: Path, raw_paths: dict) -> None:
     out = tmp_path / "bench_sweep.json"
     result = run_script("benchmarks/sweep.py", "--quick", "--out", str(out))
@@ -73,6 +76,7 @@ def test_sweep_benchmark_measures_both_launchers(tmp_path: Path, raw_paths: dict
         assert measured["samples_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_internals_benchmark_compares_each_measure_with_the_project_path(raw_paths: dict
                                                                          ) -> None:
     result = run_script("benchmarks/internals.py", "--models", "softmax", "--repeats", "1")

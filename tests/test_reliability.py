@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_script
+from tests.conftest import run_script, snapshot
+from tests.in_process import run_in_process
 
 #: an MLP with dropout, so that the RNG state matters, in a short budget
 SHORT_MLP = ("model=mlp", "trainer.max_epochs=2", "trainer.limit_train_batches=40",
@@ -40,19 +41,32 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
     (["optim=sgd", "+optim.foo=2"], "optim.foo is not an option of optim (torch.optim.SGD)"),
     (["+foo=1"], "+foo=1 is not allowed: foo is not a key of this config"),
     (["+monitor.foo=1"], "+monitor.foo=1 is not allowed"),
+    (["seed=-1"], "seed=-1 is not allowed: seed must be an integer from 0 to 4294967295"),
+    (["seed=1180591620717411303424"], "seed=1180591620717411303424 is not allowed"),
+    (["monitor.metric=val/nonexistent"], "monitor.metric='val/nonexistent' is not allowed: "
+     "monitor.metric must be a metric that Classifier logs: val/acc, val/loss"),
+    (["model._target_=os.system"], "model._target_='os.system' is not allowed"),
+    (["data._target_=collections.OrderedDict"], "data._target_='collections.OrderedDict' is "
+     "not allowed: data._target_ must be a LightningDataModule class with a task"),
+    (["data.batch_size=100000000"], "data.batch_size=100000000 is not allowed: "
+     "data.batch_size must be at most the training split's size (55000 images)"),
+    (["data.num_folds=100000", "data.fold=99999"], "data.num_folds=100000 is not allowed"),
+    (["data.classes=[0,6]", "model=logreg", "data.batch_size=20000"],
+     "data.batch_size=20000 is not allowed"),
 ])
 def test_bad_values_fail_fast_in_one_sentence(overrides: list[str], message: str,
-                                              tmp_path: Path) -> None:
-    result = run_script("train.py", *overrides, f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 2
-    assert f"error: {message}" in result.stderr
-    assert "Traceback" not in result.stderr
+                                              tmp_path: Path, raw_paths: dict) -> None:
+    result = run_in_process("train.py", *overrides, f"hydra.run.dir={tmp_path}")
+    assert result.status == 2, result.output[-3000:]
+    assert f"error: {message}" in result.output
+    assert "Traceback" not in result.output
     assert not (tmp_path / "checkpoints").exists()
     assert not list(tmp_path.glob("events.out.tfevents.*"))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "failed" and message in metrics["reason"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", ["file", "inside_a_file", "read_only"])
 def test_an_output_folder_that_cannot_be_written_is_refused(make: str, tmp_path: Path,
                                                            mount) -> None:
@@ -71,6 +85,7 @@ def test_an_output_folder_that_cannot_be_written_is_refused(make: str, tmp_path:
     assert (tmp_path / "taken").read_text() == "a file, not a folder\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("overrides", "names"), [
     (["trainer.foo=1"], ["trainer.foo"]),
     (["init=orthogonal"], ["init/orthogonal", "kaiming", "xavier", "zeros"]),
@@ -84,6 +99,7 @@ def test_unknown_keys_and_options_are_refused(overrides: list[str], names: list[
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_divergence_ends_with_status_and_message(tmp_path: Path, raw_paths: dict) -> None:
     result = run_script("train.py", *SHORT_MLP, "optim=sgd", "optim.lr=1e20",
                         f"hydra.run.dir={tmp_path}")
@@ -111,12 +127,14 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, raw_paths: dict) -> 
     return run_dir
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(uninterrupted: Path, tmp_path: Path) -> None:
     first = json.loads((uninterrupted / "metrics.json").read_text())
     second = run_to_end(tmp_path)
     assert {k: second[k] for k in COMPARED} == {k: first[k] for k in COMPARED}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_interrupted_then_resumed_run_equals_uninterrupted(
     uninterrupted: Path, tmp_path: Path, signal_name: str
@@ -141,6 +159,7 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(
     assert all(torch.equal(final[name], reference[name]) for name in final)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("hook", "epoch", "signal_name"), [
     ("setup", 0, "SIGTERM"),
     ("on_validation_start", 1, "SIGINT"),
@@ -173,6 +192,7 @@ def test_a_signal_at_any_point_ends_interrupted_and_resume_finishes_the_run(
     assert {k: metrics[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
 
 
+@pytest.mark.slow
 def test_a_signal_while_the_results_are_written_ends_interrupted_with_whole_files(
         uninterrupted: Path, tmp_path: Path) -> None:
     """SIGINT while metrics.json and the TensorBoard results are written: they are written
@@ -196,6 +216,7 @@ def test_a_signal_while_the_results_are_written_ends_interrupted_with_whole_file
     assert {k: final[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
 
 
+@pytest.mark.slow
 def test_resume_reports_a_finished_run_and_refuses_another_command(uninterrupted: Path
                                                                    ) -> None:
     before = (uninterrupted / "metrics.json").read_text()
@@ -203,12 +224,15 @@ def test_resume_reports_a_finished_run_and_refuses_another_command(uninterrupted
     assert result.returncode == 0, result.stderr[-3000:]
     assert "completed: test/acc" in result.stdout
     assert (uninterrupted / "metrics.json").read_text() == before
+    files = snapshot(uninterrupted)
     other = run_script("train.py", *SHORT_MLP, "optim.lr=0.1", f"hydra.run.dir={uninterrupted}",
                        "resume=true")
     assert other.returncode == 2
     assert "error: resume=true is not allowed here: the command gives optim.lr=0.1" in other.stderr
+    assert snapshot(uninterrupted) == files  # metrics.json, train.log, .claim as they were
 
 
+@pytest.mark.slow
 def test_eval_reproduces_the_test_accuracy(uninterrupted: Path, tmp_path: Path) -> None:
     metrics = json.loads((uninterrupted / "metrics.json").read_text())
     result = run_script("eval.py", f"ckpt_path={metrics['best_checkpoint']}",
@@ -222,6 +246,7 @@ def test_eval_reproduces_the_test_accuracy(uninterrupted: Path, tmp_path: Path) 
         int(v) for line in confusion for v in line.split(",")) == 5 * 256
 
 
+@pytest.mark.slow
 def test_eval_refuses_a_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
     bogus = tmp_path / "model.ckpt"
     bogus.write_bytes(b"not a checkpoint at all")
@@ -231,6 +256,7 @@ def test_eval_refuses_a_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_another_model(uninterrupted: Path, tmp_path: Path) -> None:
     result = run_script("train.py", "model=softmax",
                         f"ckpt_path={uninterrupted / 'checkpoints/last.ckpt'}",
@@ -240,6 +266,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(uninterrupted: Path, tmp_p
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_run_never_writes_into_another_runs_folder(uninterrupted: Path) -> None:
     before = sorted(p.name for p in uninterrupted.rglob("*"))
     result = run_script("train.py", *SHORT_MLP, f"hydra.run.dir={uninterrupted}")

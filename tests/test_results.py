@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import statistics
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 from dlfoundations.reporting import figures
 from dlfoundations.reporting.jobs import Job, Setting, find_jobs, settings, swept_axes
 from tests.conftest import get, run_script, tensorboard_server
+
+pytestmark = pytest.mark.slow  # subprocesses, services or many runs
 
 TINY = {"trainer.max_epochs": 2, "trainer.limit_train_batches": 5,
         "trainer.limit_val_batches": 2, "trainer.limit_test_batches": 2, "threads": 1}
@@ -201,3 +204,41 @@ def test_help_names_the_groups_and_example_commands() -> None:
             ("hydra", "search", "callbacks")} <= groups  # every group the user chooses from
     examples = result.stdout.split("== Examples ==")[1].splitlines()
     assert len([line for line in examples if "python scripts/train.py" in line]) == 5
+
+
+def test_report_refuses_what_is_not_a_sweep_in_one_sentence(sweep: tuple, tmp_path: Path,
+                                                            mount) -> None:
+    sweep_dir = sweep[0]
+    one_run = next(p for p in sweep_dir.iterdir() if (p / "metrics.json").is_file())
+    read_only = tmp_path / "read_only"
+    shutil.copytree(sweep_dir, tmp_path / "source")
+    mount("--bind", str(tmp_path / "source"), target=read_only)
+    mount("-o", "remount,bind,ro", target=read_only)
+    cases = {tmp_path / "nothing": "does not exist",
+             sweep_dir / "summary.md": "is a file, not a folder",
+             one_run: "is a single run's folder, not a sweep's",
+             read_only: "its summary cannot be written there (Read-only file system"}
+    (tmp_path / "empty").mkdir()
+    cases[tmp_path / "empty"] = "holds no job of a sweep"
+    for folder, sentence in cases.items():
+        result = run_script("report.py", str(folder))
+        assert result.returncode == 2, (folder, result.stderr[-2000:])
+        assert result.stderr.startswith("error: ") and sentence in result.stderr
+        assert "Traceback" not in result.stderr and not list(one_run.glob("summary.*"))
+
+
+def test_report_names_a_damaged_or_missing_job_and_summarises_the_rest(sweep: tuple,
+                                                                       tmp_path: Path) -> None:
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep[0], copy)
+    jobs = sorted(p for p in copy.iterdir() if (p / "metrics.json").is_file())
+    (jobs[0] / "metrics.json").write_text("{not json")
+    shutil.rmtree(jobs[1])
+    result = run_script("report.py", str(copy))
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = (copy / "summary.md").read_text()
+    names = {row["job"] for row in csv.DictReader((copy / "summary.csv").open())}
+    assert len(names) == len(jobs) - 2
+    assert "Jobs not in these tables:" in summary
+    assert "left out, its metrics.json is not valid JSON" in summary
+    assert "no folder (not run, or its folder was removed)" in summary

@@ -72,6 +72,7 @@ def test_each_pruner_and_sampler_config_builds_its_optuna_class(pruner: str, kin
         assert isinstance(instantiate(cfg.hydra.sweeper.sampler, seed=1), kind)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("override", "sentence"), [
     ("hydra.sweeper.storage=nosuchdb://host/db",
      "error: hydra.sweeper.storage='nosuchdb://host/db' cannot hold the study ("),
@@ -96,6 +97,7 @@ def postgres() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_sweepers_opening_a_new_postgresql_database_together_all_get_the_study(
         postgres: str) -> None:
     """PostgreSQL fails all but one of concurrent ``CREATE TABLE IF NOT EXISTS`` with a unique
@@ -113,6 +115,7 @@ def test_sweepers_opening_a_new_postgresql_database_together_all_get_the_study(
     assert [process.returncode for process in processes] == [0] * 6, errors
 
 
+@pytest.mark.slow
 def test_two_sweepers_share_one_postgresql_study(tmp_path: Path, raw_paths: dict,
                                                  postgres: str) -> None:
     search = (*SMALL, "hydra.sweeper.n_trials=6", f"hydra.sweeper.storage='{postgres}'",
@@ -134,6 +137,7 @@ def test_two_sweepers_share_one_postgresql_study(tmp_path: Path, raw_paths: dict
     assert all(t.user_attrs.get(SURPLUS) for t in trials if t not in ran)
 
 
+@pytest.mark.slow
 def test_pruning_stops_trials_in_their_own_processes(tmp_path: Path, raw_paths: dict) -> None:
     """The runs report to the study through its storage from the side-by-side launcher's
     worker process; trials far behind the median stop after their first epoch."""

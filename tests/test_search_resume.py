@@ -7,11 +7,14 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 from optuna.trial import TrialState
 
 from dlfoundations.search.study import RETRY_OF, counted
 from tests.conftest import run_script, start_script, wait_for
 from tests.test_search import SMALL, folders, load
+
+pytestmark = pytest.mark.slow  # subprocesses, services or many runs
 
 
 def test_a_killed_search_resumes_to_n_trials_and_a_finished_one_is_reported(

@@ -58,6 +58,7 @@ def test_a_job_names_the_gpu_it_ran_on_as_the_machine_numbers_it(
     assert physical_device(torch.device("cpu")) == "cpu"
 
 
+@pytest.mark.slow
 def test_jobs_side_by_side_equal_jobs_one_after_another(tmp_path: Path, raw_paths: dict
                                                         ) -> None:
     """Four jobs on two workers: the numbers of the default launcher's sweep, each job in a
@@ -66,6 +67,8 @@ def test_jobs_side_by_side_equal_jobs_one_after_another(tmp_path: Path, raw_path
     side = run_script("train.py", *sweep, "hydra/launcher=side_by_side",
                       "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'side'}")
     assert side.returncode == 0, side.stderr[-3000:]
+    lines = [line for line in side.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) == 4 and all(": completed, val/acc " in line for line in lines), lines
     one_by_one = run_script("train.py", *sweep, f"hydra.sweep.dir={tmp_path / 'serial'}")
     assert one_by_one.returncode == 0, one_by_one.stderr[-3000:]
     got, expected = metrics_of(tmp_path / "side"), metrics_of(tmp_path / "serial")
@@ -78,6 +81,7 @@ def test_jobs_side_by_side_equal_jobs_one_after_another(tmp_path: Path, raw_path
     assert len(workers) == 2
 
 
+@pytest.mark.slow
 def test_ddp_jobs_are_refused_before_any_job_runs(tmp_path: Path) -> None:
     result = run_script("train.py", "-m", "hydra/launcher=side_by_side", "trainer=ddp_cpu",
                         f"hydra.sweep.dir={tmp_path}")
@@ -89,6 +93,7 @@ def test_ddp_jobs_are_refused_before_any_job_runs(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*/metrics.json"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_workers_jobs_and_resume_finishes_them(tmp_path: Path,
                                                                 raw_paths: dict) -> None:
     """SIGINT to the sweep (as Ctrl-C sends it) reaches each running job once: both save and
@@ -123,6 +128,7 @@ def test_ctrl_c_stops_the_workers_jobs_and_resume_finishes_them(tmp_path: Path,
         assert {k: metrics[k] for k in COMPARED} == {k: expected[job][k] for k in COMPARED}
 
 
+@pytest.mark.slow
 def test_a_dead_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Path,
                                                           raw_paths: dict) -> None:
     """SIGKILL to the worker of the first job: that job is recorded failed with the reason,

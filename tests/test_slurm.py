@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import run_script, service, start_script, wait_for
 
+pytestmark = pytest.mark.slow  # subprocesses, services or many runs
+
 #: one CPU thread everywhere, so that a job computes the same numbers on the cluster and here
 SMALL = ("model=mlp", "optim=sgd", "threads=1", "trainer.max_epochs=12",
          "trainer.limit_train_batches=100", "trainer.limit_val_batches=5",

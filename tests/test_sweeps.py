@@ -42,6 +42,7 @@ def test_lr_scaling_rules() -> None:
     assert scaled_lr(0.1, 4096, 256, "none") == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_two_by_two_sweep_summarises_four_jobs(tmp_path: Path, raw_paths: dict) -> None:
     sweep_dir, stdout = sweep(tmp_path, "lr_scaling.rule=sqrt,linear",
                               "data.batch_size=64,1024", *TINY)
@@ -67,6 +68,7 @@ def test_two_by_two_sweep_summarises_four_jobs(tmp_path: Path, raw_paths: dict) 
         assert len(events.Scalars("val/acc")) == 2
 
 
+@pytest.mark.slow
 def test_failed_and_diverged_jobs_do_not_stop_the_sweep(tmp_path: Path, raw_paths: dict) -> None:
     sweep_dir, _ = sweep(tmp_path, "model=mlp", "optim=sgd", "optim.lr=0.1,-1,1e20", *TINY)
     status = {row["job"]: row for row in summary_rows(sweep_dir)}
@@ -78,6 +80,7 @@ def test_failed_and_diverged_jobs_do_not_stop_the_sweep(tmp_path: Path, raw_path
     assert list(status)[0] == "optim.lr=0.1"  # completed jobs first
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_whole_sweep_with_a_summary(tmp_path: Path, raw_paths: dict) -> None:
     """Three jobs; SIGINT at step 2 of the second: it is saved as interrupted, the third never
     starts, the summary covers what ran, exit status 3, no traceback."""
@@ -98,6 +101,7 @@ def test_ctrl_c_stops_the_whole_sweep_with_a_summary(tmp_path: Path, raw_paths: 
     assert (sweep_dir / "summary.md").is_file()
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path: Path,
                                                                  raw_paths: dict) -> None:
     """Three jobs, the second stopped by SIGINT at step 2. The same command with resume=true:
@@ -131,12 +135,18 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path: Path
     reference = tmp_path / "reference"
     assert run_script("train.py", "-m", *TINY, *probe, f"hydra.sweep.dir={reference}"
                       ).returncode == 0
+    # the summary of the resumed sweep is that of a sweep never interrupted
+    assert [row["job"] for row in rows] == [row["job"] for row in summary_rows(reference)]
+    assert all("resume" not in line for line in (first / "summary.md").read_text().splitlines())
+    report = run_script("report.py", str(first))
+    assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr[-2000:]
     for job in (reference / name for name in ("0", "1", "2")):
         expected = json.loads((job / "metrics.json").read_text())
         got = json.loads((first / job.name / "metrics.json").read_text())
         assert {k: got[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}, job.name
 
 
+@pytest.mark.slow
 def test_k_fold_sweep_reports_mean_and_std(tmp_path: Path, raw_paths: dict) -> None:
     sweep_dir, stdout = sweep(tmp_path, "data.num_folds=3", "data.fold=0,1,2", *TINY)
     assert len(summary_rows(sweep_dir)) == 3

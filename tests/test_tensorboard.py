@@ -11,6 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import get, run_script, tensorboard_server
 
+pytestmark = pytest.mark.slow  # subprocesses, services or many runs
+
 EPOCHS, BATCHES, LOG_EVERY = 2, 60, 10
 SCALARS = {  # tag: points expected for EPOCHS epochs of BATCHES steps
     "train/loss": EPOCHS * BATCHES // LOG_EVERY,

@@ -11,6 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import run_script
 
+pytestmark = pytest.mark.slow  # subprocesses, services or many runs
+
 
 @pytest.fixture(scope="module")
 def softmax_run(tmp_path_factory: pytest.TempPathFactory, raw_paths: dict) -> Path:

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ from dlfoundations.errors import UserError
 from dlfoundations.run.checkpoints import read_checkpoint
 from dlfoundations.run.folder import CLAIM_FILE, claim
 from dlfoundations.run.rebuild import rebuild
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, run_script, script_command, snapshot
+from tests.in_process import Outcome, run_in_process
 
 TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=2")
@@ -33,8 +35,8 @@ TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_
 def real_checkpoint(tmp_path_factory: pytest.TempPathFactory, raw_paths: dict) -> Path:
     """The last.ckpt of a tiny real softmax run."""
     run_dir = tmp_path_factory.mktemp("softmax")
-    result = run_script("train.py", *TINY, f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_in_process("train.py", *TINY, f"hydra.run.dir={run_dir}")
+    assert result.status == 0, result.output[-3000:]
     return run_dir / "checkpoints" / "last.ckpt"
 
 
@@ -74,9 +76,9 @@ def test_eval_never_runs_what_a_checkpoint_names(case: str, real_checkpoint: Pat
         "network_options": {"hyper_parameters": {"net": {"name": "linear", **popen(marker)}}},
     }[case]
     path = crafted(real_checkpoint, tmp_path, **changes)
-    result = run_script("eval.py", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'eval'}")
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert f"error: ckpt_path='{path}'" in result.stderr and "Traceback" not in result.stderr
+    result = run_in_process("eval.py", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.status == 2, result.output[-2000:]
+    assert f"error: ckpt_path='{path}'" in result.output and "Traceback" not in result.output
     assert not marker.exists()
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["status"] == "failed"
 
@@ -102,9 +104,9 @@ def test_checkpoints_with_wrong_types_are_refused_for_eval_and_resume(
     path = crafted(real_checkpoint, tmp_path, **changes)
     for script, overrides in (("eval.py", ()), ("train.py", TINY)):
         run_dir = tmp_path / script
-        result = run_script(script, *overrides, f"ckpt_path={path}", f"hydra.run.dir={run_dir}")
-        assert result.returncode == 2, result.stderr[-2000:]
-        assert problem in result.stderr and "Traceback" not in result.stderr
+        result = run_in_process(script, *overrides, f"ckpt_path={path}", f"hydra.run.dir={run_dir}")
+        assert result.status == 2, result.output[-2000:]
+        assert problem in result.output and "Traceback" not in result.output
         assert not (run_dir / "checkpoints").exists()
 
 
@@ -112,10 +114,10 @@ def test_checkpoints_with_wrong_types_are_refused_for_eval_and_resume(
 def test_a_text_file_is_not_a_checkpoint(script: str, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("model:\n  _target_: subprocess.Popen\n")
-    result = run_script(script, f"ckpt_path={config}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode == 2
-    assert f"error: ckpt_path='{config}' is not a readable checkpoint" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = run_in_process(script, f"ckpt_path={config}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.status == 2
+    assert f"error: ckpt_path='{config}' is not a readable checkpoint" in result.output
+    assert "Traceback" not in result.output
 
 
 def _try_claim(folder: str, results: multiprocessing.Queue) -> None:
@@ -140,6 +142,7 @@ def test_of_many_processes_claiming_one_folder_exactly_one_wins(tmp_path: Path) 
     assert json.loads((tmp_path / CLAIM_FILE).read_text())["pid"] != os.getpid()
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_into_one_folder(tmp_path: Path, raw_paths: dict) -> None:
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -158,6 +161,7 @@ def test_two_runs_started_together_into_one_folder(tmp_path: Path, raw_paths: di
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_a_full_disk_leaves_no_truncated_checkpoint(tmp_path: Path, mount, raw_paths: dict
                                                     ) -> None:
     """The checkpoint folder on a 160 KB tmpfs: the best checkpoint (106 KB) fits, last.ckpt
@@ -217,3 +221,205 @@ def test_partial_copies_never_outlive_a_failed_check(tmp_path: Path, raw_paths: 
         raw_files.keep_uncompressed(paths, tmp_path / "data")
     left = list((tmp_path / "data").rglob("*"))
     assert [p for p in left if p.is_file()] == []
+
+
+# -- what a checkpoint's restored state may make a run do (nothing outside the run folder) --
+
+SMALL = ("trainer.max_epochs=2", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2",
+         "trainer.limit_test_batches=2")
+
+
+@dataclass
+class Interrupted:
+    """A real run stopped by SIGINT at step 7 (epoch 1): last.ckpt mid-epoch, epoch00.ckpt its
+    best so far, status interrupted; ``command``: the overrides that started it."""
+
+    run_dir: Path
+    command: tuple[str, ...]
+
+    def resume(self) -> Outcome:
+        return run_in_process("train.py", *self.command, "resume=true")
+
+
+@pytest.fixture
+def interrupted_run(tmp_path: Path, raw_paths: dict) -> Interrupted:
+    run_dir = tmp_path / "run"
+    command = (*SMALL, f"hydra.run.dir={run_dir}",
+               "+callbacks.probe._target_=tests.signal_probe.SignalAtStep",
+               "+callbacks.probe.step=7", f"+callbacks.probe.once_file={tmp_path / 'sent'}")
+    result = run_in_process("train.py", *command)
+    assert result.status == 3, result.output[-3000:]
+    return Interrupted(run_dir, command)
+
+
+def model_checkpoint_key(checkpoint: dict) -> str:
+    (key,) = [key for key in checkpoint["callbacks"] if key.startswith("ModelCheckpoint")]
+    return key
+
+
+def rewrite(path: Path, change) -> None:
+    checkpoint = torch.load(path, weights_only=True)
+    change(checkpoint)
+    torch.save(checkpoint, path)
+
+
+def outside_files(tmp_path: Path) -> dict[str, Path]:
+    """Files a crafted checkpoint names, beside the run folder."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    files = {name: elsewhere / name for name in ("kth", "best", "last", "other")}
+    for name, path in files.items():
+        path.write_text(f"the user's {name} file\n")
+    return files
+
+
+def name_outside(checkpoint: dict, run_dir: Path, files: dict[str, Path]) -> None:
+    """Point every path of ModelCheckpoint's state at a file outside ``run_dir`` (through
+    ``..``), with scores that make the resumed run replace them."""
+    state = checkpoint["callbacks"][model_checkpoint_key(checkpoint)]
+    via = {name: str(run_dir / "checkpoints" / ".." / ".." / "elsewhere" / path.name)
+           for name, path in files.items()}
+    state.update(dirpath=str(run_dir / "checkpoints"), best_model_path=via["best"],
+                 kth_best_model_path=via["kth"], last_model_path=via["last"],
+                 best_k_models={via["kth"]: torch.tensor(0.0), via["other"]: torch.tensor(0.0)},
+                 kth_value=torch.tensor(0.0), best_model_score=torch.tensor(0.0))
+
+
+def test_a_resumed_checkpoint_never_makes_the_run_touch_a_file_outside_it(
+        interrupted_run: Interrupted, tmp_path: Path) -> None:
+    run_dir = interrupted_run.run_dir
+    files = outside_files(tmp_path)
+    rewrite(run_dir / "checkpoints" / "last.ckpt", lambda c: name_outside(c, run_dir, files))
+    result = interrupted_run.resume()
+    assert result.status == 0, result.output[-3000:]
+    assert {name: path.read_text() for name, path in files.items()} == {
+        name: f"the user's {name} file\n" for name in files}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    assert Path(metrics["best_checkpoint"]).parent == run_dir / "checkpoints"
+
+
+def test_a_checkpoint_started_from_in_a_new_folder_brings_no_paths(
+        interrupted_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "new"
+    files = outside_files(tmp_path)
+    crafted = tmp_path / "crafted.ckpt"
+    shutil.copy(interrupted_run.run_dir / "checkpoints" / "last.ckpt", crafted)
+    rewrite(crafted, lambda c: name_outside(c, run_dir, files))
+    result = run_in_process("train.py", *SMALL, f"hydra.run.dir={run_dir}",
+                            f"ckpt_path={crafted}")
+    assert result.status == 0, result.output[-3000:]
+    assert all(path.read_text() == f"the user's {name} file\n" for name, path in files.items())
+    best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
+    assert Path(best).parent == run_dir / "checkpoints" and Path(best).is_file()
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (lambda c: c["loops"].update(fit_loop="a string"), "loops.fit_loop is a str, not a dict"),
+    (lambda c: c["loops"]["fit_loop"]["epoch_progress"]["current"].update(completed="x"),
+     "loops.fit_loop.epoch_progress.current.completed is 'x'"),
+    (lambda c: c["callbacks"][model_checkpoint_key(c)].update(
+        best_model_score=torch.tensor(float("nan"))), "best_model_score is tensor(nan)"),
+    (lambda c: c["callbacks"]["ValidationHistory"].update(epochs=[{"epoch": 0,
+                                                                   "val/acc": float("nan")}]),
+     "epochs[0].val/acc is nan"),
+    (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr="fast"),
+     "optimizer_states[0].param_groups[0].lr is 'fast'"),
+    (lambda c: c["optimizer_states"][0]["state"][0].update(exp_avg=torch.zeros(3)),
+     "optimizer_states[0].state[0].exp_avg has shape (3,)"),
+    (lambda c: c["lr_schedulers"][0].update(last_epoch=-5),
+     "lr_schedulers[0].last_epoch is -5"),
+    (lambda c: c["loops"]["fit_loop"]["state_dict"].update(
+        combined_loader=[{"batches_done": "many"}]), "batches_done is 'many'"),
+])
+def test_restored_state_of_the_wrong_form_is_refused_in_one_sentence(
+        change, problem: str, interrupted_run: Interrupted, tmp_path: Path) -> None:
+    run_dir = interrupted_run.run_dir
+    last = run_dir / "checkpoints" / "last.ckpt"
+    rewrite(last, change)
+    before = snapshot(run_dir)
+    result = interrupted_run.resume()
+    assert result.status == 2, result.output[-3000:]
+    assert f"error: ckpt_path='{last}' cannot be restored: " in result.output
+    assert problem in result.output and "Traceback" not in result.output
+    after = snapshot(run_dir)
+    # metrics.json, config.yaml and the checkpoints as they were; the claim, the log and the
+    # TensorBoard events of the run record the attempt
+    recorded = {".claim", "train.log"}
+    assert {k: v for k, v in after.items() if k in before and k not in recorded} == {
+        k: v for k, v in before.items() if k not in recorded}
+    assert all(name.startswith("events.out.tfevents.") for name in set(after) - set(before))
+
+
+def test_eval_of_non_finite_weights_is_refused(real_checkpoint: Path, tmp_path: Path) -> None:
+    checkpoint = torch.load(real_checkpoint, weights_only=True)
+    name = next(iter(checkpoint["state_dict"]))
+    path = crafted(real_checkpoint, tmp_path, state_dict={
+        **checkpoint["state_dict"], name: torch.full_like(checkpoint["state_dict"][name],
+                                                          float("nan"))})
+    result = run_in_process("eval.py", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.status == 2
+    assert f"its weights {name} are not all finite numbers" in result.output
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["status"] == "failed"
+
+
+# -- a refused run touches nothing --
+
+def test_a_refused_eval_or_train_leaves_the_run_folder_as_it_was(
+        real_checkpoint: Path, tmp_path: Path) -> None:
+    run_dir = real_checkpoint.parent.parent
+    before = snapshot(run_dir)
+    refused = [run_in_process("eval.py", f"ckpt_path={real_checkpoint}",
+                              f"hydra.run.dir={run_dir}"),
+               run_in_process("train.py", *TINY, f"hydra.run.dir={run_dir}"),
+               run_in_process("train.py", *TINY, "optim.lr=0.5", f"hydra.run.dir={run_dir}",
+                              "resume=true")]
+    for result in refused:
+        assert result.status == 2 and "Traceback" not in result.output, result.output[-2000:]
+    assert "it already holds another run" in refused[0].output
+    assert snapshot(run_dir) == before  # no eval.log, no lines appended to train.log
+
+
+def test_a_folder_of_the_users_own_files_is_never_a_run_folder(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my own: settings\n")
+    (mine / "train.log").symlink_to(tmp_path / "target.txt")
+    (tmp_path / "target.txt").write_text("the link's target\n")
+    before = snapshot(tmp_path)
+    result = run_in_process("train.py", *TINY, f"hydra.run.dir={mine}")
+    assert result.status == 2
+    assert (f"error: paths.output_dir='{mine}' is not allowed: it already holds files that "
+            "are not a run's (config.yaml, train.log)") in result.output
+    assert snapshot(tmp_path) == before
+
+
+def test_a_log_file_that_is_a_link_is_never_followed_on_resume(interrupted_run: Interrupted,
+                                                               tmp_path: Path) -> None:
+    run_dir = interrupted_run.run_dir
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not the run's\n")
+    (run_dir / "train.log").unlink()
+    (run_dir / "train.log").symlink_to(target)
+    before = snapshot(tmp_path)
+    result = interrupted_run.resume()
+    assert result.status == 2
+    assert f"error: {run_dir / 'train.log'} is a symbolic link" in result.output
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_two_sweeps_started_together_into_one_folder(tmp_path: Path, raw_paths: dict) -> None:
+    sweep_dir = tmp_path / "sweep"
+    command, env = script_command("train.py")
+    sweeps = [subprocess.Popen([*command, "-m", "optim=sgd,adam", *TINY,
+                                f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    outputs = [(sweep.wait(timeout=600), sweep.stdout.read() + sweep.stderr.read())
+               for sweep in sweeps]
+    assert sorted(code for code, _ in outputs) == [0, 2], outputs
+    (loser,) = [output for code, output in outputs if code == 2]
+    assert f"error: hydra.sweep.dir='{sweep_dir}' is not allowed: it already holds" in loser
+    (winner,) = [output for code, output in outputs if code == 0]
+    assert "unknown" not in winner and winner.count(": completed, val/acc") == 2

@@ -1,0 +1,62 @@
+"""The scripts run inside the test process: the same entry point (``run_app``) as on the
+command line, without a new interpreter's start-up (about 4 s of imports per run here), for
+tests that run many small cases (the fuzz tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import sys
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+
+from hydra.core.singleton import Singleton
+
+from dlfoundations.run.cli import run_app
+from dlfoundations.run.interrupts import INTERRUPTS
+from tests.conftest import ROOT
+
+
+@dataclass
+class Outcome:
+    """What a script run ended with: its exit status and everything it printed."""
+
+    status: int
+    output: str
+
+
+@cache
+def script(name: str) -> ModuleType:
+    """``scripts/<name>`` imported once (its ``main`` is the Hydra app)."""
+    spec = importlib.util.spec_from_file_location(f"scripts_{name[:-3]}", ROOT / "scripts" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # Hydra finds ``config_path`` beside the file of a task function of ``__main__``, as it
+    # is on the command line (for any other module it looks for a package)
+    module.main.__wrapped__.__module__ = "__main__"
+    return module
+
+
+def run_in_process(name: str, *overrides: str) -> Outcome:
+    """Run ``scripts/<name>`` with ``overrides`` as its command line would, in this process.
+    Hydra's global state is put back afterwards, so runs do not see each other's."""
+    main = script(name).main
+    state = Singleton.get_state()
+    argv, output = sys.argv, io.StringIO()
+    sys.argv = [str(ROOT / "scripts" / name), *overrides]
+    status = 0
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            run_app(main)
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else 1
+    except Exception as err:  # a traceback on the command line: exit status 1
+        output.write(f"Traceback (in process): {type(err).__name__}: {err}\n")
+        status = 1
+    finally:
+        sys.argv = argv
+        Singleton.set_state(state)
+        INTERRUPTS.received, INTERRUPTS.count = None, 0
+    return Outcome(status, output.getvalue())
