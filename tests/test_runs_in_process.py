@@ -41,3 +41,17 @@ def test_each_option_trains_tests_and_writes_its_run(group: str, choice: str, tm
 def test_every_option_of_the_four_axes_is_covered() -> None:
     assert len(CHOICES["model"]) == 6 and len(CHOICES["optim"]) == 13
     assert len(CHOICES["scheduler"]) == 4 and len(CHOICES["init"]) == 5
+
+
+def test_the_best_checkpoint_of_an_earlier_epoch_is_tested(tmp_path: Path,
+                                                          raw_paths: dict) -> None:
+    """Testing restores the best checkpoint, whose epoch history is shorter than the run's:
+    with the lowest accuracy as "best", that is the first epoch of three."""
+    outcome = run_in_process("train.py", "trainer.max_epochs=3", "trainer.limit_train_batches=3",
+                             "trainer.limit_val_batches=2", "trainer.limit_test_batches=1",
+                             "monitor.mode=min", f"hydra.run.dir={tmp_path}")
+    assert outcome.status == 0, outcome.output[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs"] == 3
+    assert metrics["best_epoch"] < 2 and f"epoch{metrics['best_epoch']:02d}" in \
+        metrics["best_checkpoint"]

@@ -12,9 +12,11 @@ is taken from it:
   scores must be numbers (not NaN); its files are the regular files of that folder (no links,
   never ``last*``) that the checkpoint lists by name; every other name is dropped. A run
   started from a checkpoint elsewhere (``ckpt_path=``) starts its own checkpoints afresh;
-- every other callback's state, the loops' counters and the optimizers' and schedulers'
-  states must have the types the run's own objects have (a counter is a whole number of at
-  least 0, a hyperparameter a finite number, a tensor of the parameter's shape).
+- every other callback's state holds plain values only (each callback checks their sense
+  as it loads them: ``ValidationHistory``), and the loops' counters and the optimizers' and
+  schedulers' states must have the types the run's own objects have (a counter is a whole
+  number of at least 0, a hyperparameter a finite number, a tensor of the parameter's
+  shape).
 
 Anything else raises ``CheckpointStateError``, which the run turns into one sentence naming
 the checkpoint (``dlfoundations.run.train``).
@@ -191,8 +193,8 @@ class RestoredStateGuard(L.Callback):
                                                          f"callbacks[{key!r}]")
                 else:
                     del states[key]
-            else:
-                check_like(callback.state_dict(), states[key], f"callbacks[{key!r}]")
+            else:  # plain values; the callback's own load_state_dict checks their sense
+                check_plain(states[key], f"callbacks[{key!r}]")
         if trainer.state.fn == "fit" and "loops" in checkpoint:
             loops = checkpoint["loops"]
             if not isinstance(loops, dict):
