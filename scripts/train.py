@@ -1,5 +1,7 @@
 """Train one model: `python scripts/train.py model=softmax optim=adam` (add -m for a sweep)."""
 
+import sys
+
 from dlfoundations.environment import hide_absent_gpus
 
 hide_absent_gpus()  # before torch is imported: see dlfoundations/environment.py
@@ -7,7 +9,8 @@ hide_absent_gpus()  # before torch is imported: see dlfoundations/environment.py
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from dlfoundations.run.cli import run_app, run_job  # noqa: E402
+from dlfoundations.app import run_app  # noqa: E402
+from dlfoundations.run.cli import run_job  # noqa: E402
 from dlfoundations.run.console import in_multirun, say  # noqa: E402
 
 
@@ -24,4 +27,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    run_app(main)
+    sys.exit(run_app(main))

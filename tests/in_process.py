@@ -14,8 +14,8 @@ from types import ModuleType
 
 from hydra.core.singleton import Singleton
 
-from dlfoundations.run.cli import run_app
-from dlfoundations.run.interrupts import INTERRUPTS
+from dlfoundations.app import run_app
+from dlfoundations.interrupts import INTERRUPTS
 from tests.conftest import ROOT
 
 
@@ -46,17 +46,14 @@ def run_in_process(name: str, *overrides: str) -> Outcome:
     state = Singleton.get_state()
     argv, output = sys.argv, io.StringIO()
     sys.argv = [str(ROOT / "scripts" / name), *overrides]
-    status = 0
     try:
         with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            run_app(main)
-    except SystemExit as exit_:
-        status = exit_.code if isinstance(exit_.code, int) else 1
+            status = run_app(main)
     except Exception as err:  # a traceback on the command line: exit status 1
         output.write(f"Traceback (in process): {type(err).__name__}: {err}\n")
         status = 1
     finally:
         sys.argv = argv
         Singleton.set_state(state)
-        INTERRUPTS.received, INTERRUPTS.count = None, 0
+        INTERRUPTS.forget()
     return Outcome(status, output.getvalue())

@@ -18,3 +18,24 @@ def require(condition: bool, key: str, value: object, allowed: str) -> None:
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (empty when it has none)."""
     return (str(err).strip().splitlines() or [""])[0]
+
+
+#: exit statuses: bad input (refused in one sentence), a run that did not complete
+EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
+
+
+class CommandEnded(BaseException):
+    """Ends the whole command with ``status`` (and ``message`` printed, when there is one),
+    from wherever it is raised: the entry point (``dlfoundations.app.run_app``) turns it into
+    the exit status. A ``BaseException``, like ``SystemExit``, because Hydra turns an
+    ``Exception`` of a callback into a warning; ``sweep_dir``: a sweep that a signal stopped,
+    to be summarised on the way out."""
+
+    def __init__(self, status: int, message: str = "", sweep_dir: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.sweep_dir = status, message, sweep_dir
+
+
+def refused(err: UserError) -> CommandEnded:
+    """The end of a command refused before any job ran: the sentence, exit status 2."""
+    return CommandEnded(EXIT_BAD_INPUT, f"error: {err}")

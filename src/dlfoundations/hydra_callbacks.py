@@ -10,12 +10,11 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from dlfoundations.errors import UserError
+from dlfoundations import folder
+from dlfoundations.errors import UserError, refused
+from dlfoundations.folder import make_writable_dir
 from dlfoundations.progress import PROGRESS, sweep_plan
 from dlfoundations.reporting.summary import write_summary
-from dlfoundations.run import folder
-from dlfoundations.run.cli import refuse
-from dlfoundations.run.folder import make_writable_dir
 
 
 def sweep_command(config: DictConfig) -> tuple[list[str], Any]:
@@ -57,8 +56,8 @@ def claim_sweep_dir(config: DictConfig, sweep_dir: Path) -> None:
 
 def _prepare_output_dir(config: DictConfig, key: str) -> None:
     """Create the folder at ``key`` (``hydra.run.dir`` or ``hydra.sweep.dir``) and claim a
-    sweep's; else stop with one sentence and exit status 2 (Hydra's own attempt at the folder
-    would end in a traceback)."""
+    sweep's; else end the command in one sentence, exit status 2 (Hydra's own attempt at the
+    folder would end in a traceback)."""
     HydraConfig.instance().set_config(config)  # the ${hydra:...} parts of the folder's name
     path = Path(str(config.hydra[key.split(".")[1]].dir))
     try:
@@ -66,7 +65,7 @@ def _prepare_output_dir(config: DictConfig, key: str) -> None:
         if key == "hydra.sweep.dir":
             claim_sweep_dir(config, path)
     except UserError as err:
-        refuse(err)
+        raise refused(err) from err
 
 
 class OutputFolderCheck(Callback):

@@ -28,10 +28,10 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dlfoundations import folder
 from dlfoundations.environment import cuda_visible_devices
-from dlfoundations.errors import UserError, require
+from dlfoundations.errors import EXIT_NOT_COMPLETED, CommandEnded, UserError, refused, require
 from dlfoundations.progress import PROGRESS
-from dlfoundations.run import folder
 from dlfoundations.status import Status
 
 #: how often the launcher looks at signals and at its workers while it waits, in seconds
@@ -104,7 +104,7 @@ def environment(**values: str) -> Iterator[None]:
 def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: int) -> None:
     """A worker's life: take jobs until told to stop (None) or the launcher is gone."""
     os.setpgrp()  # signals come from the launcher only, each once
-    from dlfoundations.run.interrupts import INTERRUPTS
+    from dlfoundations.interrupts import INTERRUPTS
 
     INTERRUPTS.install()
     import torch
@@ -206,9 +206,8 @@ def lost_job(sweep_config: DictConfig, exitcode: int | None) -> tuple[JobReturn,
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
            ) -> Sequence[JobReturn]:
-    """Run the jobs on the slots' workers; after a signal, stop the sweep (exit status 3)."""
-    from dlfoundations.run.cli import refuse, stop_sweep
-    from dlfoundations.run.interrupts import INTERRUPTS
+    """Run the jobs on the slots' workers; after a signal, end the sweep (exit status 3)."""
+    from dlfoundations.interrupts import INTERRUPTS
 
     config = launcher.config
     setup_globals()
@@ -221,7 +220,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         for sweep_config in configs:
             check_one_process(sweep_config)
     except UserError as err:
-        refuse(err)
+        raise refused(err) from err
     payload = cloudpickle.dumps((launcher.hydra_context, launcher.task_function,
                                  Singleton.get_state()))
     workers = Workers(slots[:len(configs)], payload)
@@ -254,5 +253,5 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     finally:
         workers.stop()
     if INTERRUPTS.received is not None:
-        stop_sweep()
+        raise CommandEnded(EXIT_NOT_COMPLETED, sweep_dir=str(config.hydra.sweep.dir))
     return [returns[position] for position in sorted(returns)]

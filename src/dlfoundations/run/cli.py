@@ -1,34 +1,36 @@
-"""What the command-line scripts share: one sentence and a status for every fault.
+"""One job as the command line runs it: it claims its folder, runs, and ends with a status.
 
-Exit statuses: 0 when the run completed, 2 for bad input (a config value, an unknown key, a
-file, a folder, a checkpoint: refused before training in one sentence), 3 when the run did
-not complete (diverged, interrupted, or a fault such as a full disk), 1 for a bug (with its
-traceback).
+Every fault ends the job with a status in its ``metrics.json`` and one sentence; how the whole
+command ends (its exit status) is decided at the door, ``dlfoundations.app.run_app``, from the
+``CommandEnded`` a job raises.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, InstantiationException
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
 
-from dlfoundations.errors import UserError, first_line
-from dlfoundations.reporting.summary import write_summary
-from dlfoundations.run import console, folder
+from dlfoundations import folder
+from dlfoundations.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_NOT_COMPLETED,
+    CommandEnded,
+    UserError,
+    first_line,
+)
+from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
+from dlfoundations.run import console
 from dlfoundations.run.console import in_multirun
-from dlfoundations.run.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.status import FINISHED, Status
-
-#: exit status of a run stopped by bad input, and of a run that did not complete
-EXIT_BAD_INPUT, EXIT_NOT_COMPLETED = 2, 3
 
 # ${path_safe:...} in conf/train.yaml: a job folder named by its overrides stays one folder
 # when a value holds a slash (optim=scratch/adam -> optim=scratch-adam).
@@ -37,60 +39,24 @@ OmegaConf.register_new_resolver("path_safe", lambda text: str(text).replace("/",
 
 #: the user's own HYDRA_FULL_ERROR, kept for the job processes (run_app sets Hydra's to 1)
 FULL_ERROR_ASKED = "DLFOUNDATIONS_FULL_ERROR"
-_job_started = False  # set by run_job: whether Hydra got as far as running a job
-_app_running = False  # set by run_app: the sweep runs in this process (the default launcher)
+
+
+@dataclass
+class Command:
+    """The command that ``run_app`` runs in this process; ``job_started``: whether Hydra got
+    as far as running a job. A job of a process of its own (side by side, SLURM) has none."""
+
+    job_started: bool = False
+
+
+#: the command run in this process by ``run_app`` (None in a job's own process)
+COMMAND: ContextVar[Command | None] = ContextVar("command", default=None)
 
 
 def full_error_wanted() -> bool:
     """Whether the user asked for tracebacks (``HYDRA_FULL_ERROR=1`` when the command
     started; ``run_app`` keeps that answer in ``FULL_ERROR_ASKED`` for its job processes)."""
     return os.environ.get(FULL_ERROR_ASKED, os.environ.get("HYDRA_FULL_ERROR")) == "1"
-
-
-def run_app(app: Callable[[], Any]) -> None:
-    """Run a ``@hydra.main`` function as the scripts do.
-
-    SIGINT and SIGTERM are handled for the whole process (``dlfoundations.run.interrupts``).
-    Hydra is asked to raise what it would print as a traceback (``HYDRA_FULL_ERROR``), so
-    that a command line it refuses before any job ran (an unknown key or option, a bad
-    override, a value that does not fit a config group) ends here in one sentence with exit
-    status 2; a bug still prints its traceback (status 1). A signal that arrived after the
-    last job ended still makes the exit status 3.
-    """
-    global _app_running, _job_started
-    INTERRUPTS.install()
-    os.environ.setdefault(FULL_ERROR_ASKED, "1" if full_error_wanted() else "0")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    _app_running, _job_started = True, False
-    try:
-        app()
-    except SystemExit as exit_:
-        if exit_.code == 1 and not _job_started:
-            sys.exit(EXIT_BAD_INPUT)
-        raise
-    except Exception as err:
-        if full_error_wanted() or (_job_started and as_user_error(err) is None):
-            raise  # a bug: its traceback, exit status 1
-        print(f"error: {refusal(err)}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
-    finally:
-        _app_running = False
-    if INTERRUPTS.received is not None:
-        print(f"error: {INTERRUPTS.signal_name()} arrived before the program ended.",
-              file=sys.stderr)
-        sys.exit(EXIT_NOT_COMPLETED)
-
-
-def refusal(err: Exception) -> str:
-    """What Hydra says of a command line it refuses (its whole message: the options there
-    are, for an unknown one), or the one line of any other refusal."""
-    if isinstance(err, HydraException) and as_user_error(err) is None:
-        cause = err.__cause__
-        return str(err).strip() + (f"\n{cause}" if isinstance(cause, OmegaConfBaseException)
-                                   else "")
-    if as_user_error(err) is None and not _job_started:
-        return f"the command line does not compose into a config ({one_line(err)})."
-    return one_line(err)
 
 
 def as_user_error(err: BaseException | None) -> UserError | None:
@@ -192,22 +158,6 @@ def open_logs() -> None:
         log.open()
 
 
-def refuse(err: UserError) -> NoReturn:
-    """Stop before any job ran: the sentence, and exit status 2."""
-    print(f"error: {err}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
-
-
-def stop_sweep() -> NoReturn:
-    """After a signal in a multirun: summarise the jobs that ran and exit with status 3."""
-    sweep_dir = Path(HydraConfig.get().sweep.dir)
-    with INTERRUPTS.shield():
-        summary = write_summary(sweep_dir)
-    print(f"\nSweep stopped by {INTERRUPTS.signal_name()}; no further job starts. Summary "
-          f"({sweep_dir}):\n\n{summary}", file=sys.stderr)
-    sys.exit(EXIT_NOT_COMPLETED)
-
-
 def requeued() -> bool:
     """Whether this is a SLURM job started again after its time limit or a preemption."""
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
@@ -218,14 +168,16 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
 
     The job claims its folder, then runs ``task``. Any fault ends it with a status in its
     ``metrics.json`` (where the folder is its own): ``failed`` with the one-line reason, or
-    ``interrupted``. A single run then exits with status 2 (bad input) or 3 (not completed);
-    in a multirun the sweep goes on, except after a signal in the sweep's own process, which
-    stops the whole sweep. A job in a process of its own (SLURM, side by side) ends with its status
-    and hands the signal on (submitit then requeues it); a requeued SLURM job resumes
-    (``resume=true``). Set ``HYDRA_FULL_ERROR=1`` for the traceback of a failure.
+    ``interrupted``. A single run then ends the command (``CommandEnded``) with status 2 (bad
+    input) or 3 (not completed); in a multirun the sweep goes on, except after a signal in the
+    sweep's own process, which stops the whole sweep. A job in a process of its own (SLURM,
+    side by side) ends with its status and hands the signal on (submitit then requeues it); a
+    requeued SLURM job resumes (``resume=true``). Set ``HYDRA_FULL_ERROR=1`` for the
+    traceback of a failure.
     """
-    global _job_started
-    _job_started = True
+    command = COMMAND.get()
+    if command is not None:
+        command.job_started = True
     console.configure(bool(cfg.get("verbose")))
     INTERRUPTS.install()  # a job in a process of its own (submitit, side_by_side) has no run_app
     if requeued():
@@ -255,7 +207,7 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
         if owner:
             record_failure(run_dir, metrics)
     status = metrics.get("status", Status.COMPLETED)
-    if status == Status.INTERRUPTED and not _app_running:
+    if status == Status.INTERRUPTED and command is None:
         try:
             INTERRUPTS.hand_on()  # e.g. submitit: requeue this job, which then resumes
         except Exception as err:  # e.g. submitit: no requeue left; the status stays
@@ -263,15 +215,15 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
     if in_multirun():
         if status != Status.COMPLETED:
             console.say(f"job {status}: {metrics.get('reason')}", error=True)
-        if status == Status.INTERRUPTED and _app_running:
-            stop_sweep()
+        if status == Status.INTERRUPTED and command is not None:  # the sweep runs here
+            raise CommandEnded(EXIT_NOT_COMPLETED, sweep_dir=str(HydraConfig.get().sweep.dir))
         return metrics
     if bad_input:
         console.say(f"error: {metrics['reason']}", error=True)
-        sys.exit(EXIT_BAD_INPUT)
+        raise CommandEnded(EXIT_BAD_INPUT)
     if status != Status.COMPLETED:
         console.say(f"error: the run {status}: {metrics.get('reason')}", error=True)
-        sys.exit(EXIT_NOT_COMPLETED)
+        raise CommandEnded(EXIT_NOT_COMPLETED)
     return metrics
 
 

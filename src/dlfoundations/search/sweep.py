@@ -24,9 +24,8 @@ from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from dlfoundations.errors import UserError, first_line, require
-from dlfoundations.run.cli import refuse
-from dlfoundations.run.folder import read_metrics
+from dlfoundations.errors import UserError, first_line, refused, require
+from dlfoundations.folder import read_metrics
 from dlfoundations.search import study as studies
 from dlfoundations.search.space import search_space, suggest
 from dlfoundations.search.summary import write_study_summary
@@ -108,7 +107,7 @@ class Search:
         try:
             space, fixed = search_space(self.params, arguments)
         except UserError as err:
-            refuse(err)
+            raise refused(err) from err
         gone = studies.recover(self.study)
         if gone:
             print(f"Trials {', '.join(map(str, gone))} were left running by a sweeper that is "

@@ -34,12 +34,11 @@ class SearchSweeper(Sweeper):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def sweep(self, arguments: list[str]) -> None:
-        from dlfoundations.errors import UserError
-        from dlfoundations.run.cli import refuse
+        from dlfoundations.errors import UserError, refused
         from dlfoundations.search.sweep import Search
 
         try:
             search = Search(self)
         except UserError as err:
-            refuse(err)
+            raise refused(err) from err
         search.run(arguments)

@@ -1,0 +1,91 @@
+"""The door of every script: a command's faults become one sentence and an exit status.
+
+Exit statuses: 0 when the run completed, 2 for bad input (a config value, an unknown key, a
+file, a folder, a checkpoint: refused before training in one sentence), 3 when the run did
+not complete (diverged, interrupted, or a fault such as a full disk), 1 for a bug (with its
+traceback). Library code raises (``UserError``, ``CommandEnded``); only here do they become
+statuses, which the scripts hand to ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from dlfoundations.errors import EXIT_BAD_INPUT, EXIT_NOT_COMPLETED, CommandEnded
+from dlfoundations.interrupts import INTERRUPTS
+from dlfoundations.reporting.summary import write_summary
+from dlfoundations.run.cli import (
+    COMMAND,
+    FULL_ERROR_ASKED,
+    Command,
+    as_user_error,
+    full_error_wanted,
+    one_line,
+)
+
+
+def run_app(app: Callable[[], Any]) -> int:
+    """Run a ``@hydra.main`` function as the scripts do; its exit status.
+
+    SIGINT and SIGTERM are handled for the whole process (``dlfoundations.interrupts``).
+    Hydra is asked to raise what it would print as a traceback (``HYDRA_FULL_ERROR``), so
+    that a command line it refuses before any job ran (an unknown key or option, a bad
+    override, a value that does not fit a config group) ends here in one sentence with status
+    2; a bug still prints its traceback (status 1). A sweep stopped by a signal is summarised.
+    A signal that arrived after the last job ended still makes the status 3.
+    """
+    INTERRUPTS.install()
+    os.environ.setdefault(FULL_ERROR_ASKED, "1" if full_error_wanted() else "0")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    command = Command()
+    token = COMMAND.set(command)
+    try:
+        app()
+    except SystemExit as exit_:  # Hydra's own: --help, --cfg, or a refusal (1)
+        code = exit_.code if isinstance(exit_.code, int) else 1
+        return EXIT_BAD_INPUT if code == 1 and not command.job_started else code
+    except CommandEnded as end:
+        if end.sweep_dir is not None:
+            stopped_sweep(Path(end.sweep_dir))
+        if end.message:
+            print(end.message, file=sys.stderr)
+        return end.status
+    except Exception as err:
+        if full_error_wanted() or (command.job_started and as_user_error(err) is None):
+            raise  # a bug: its traceback, exit status 1
+        print(f"error: {refusal(err, command)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        COMMAND.reset(token)
+    if INTERRUPTS.received is not None:
+        print(f"error: {INTERRUPTS.signal_name()} arrived before the program ended.",
+              file=sys.stderr)
+        return EXIT_NOT_COMPLETED
+    return 0
+
+
+def refusal(err: Exception, command: Command) -> str:
+    """What Hydra says of a command line it refuses (its whole message: the options there
+    are, for an unknown one), or the one line of any other refusal."""
+    if isinstance(err, HydraException) and as_user_error(err) is None:
+        cause = err.__cause__
+        return str(err).strip() + (f"\n{cause}" if isinstance(cause, OmegaConfBaseException)
+                                   else "")
+    if as_user_error(err) is None and not command.job_started:
+        return f"the command line does not compose into a config ({one_line(err)})."
+    return one_line(err)
+
+
+def stopped_sweep(sweep_dir: Path) -> None:
+    """After a signal in a sweep: summarise the jobs that ran."""
+    with INTERRUPTS.shield():
+        summary = write_summary(sweep_dir)
+    print(f"\nSweep stopped by {INTERRUPTS.signal_name()}; no further job starts. Summary "
+          f"({sweep_dir}):\n\n{summary}", file=sys.stderr)
