@@ -21,8 +21,8 @@ import torch
 
 from dlfoundations.data import FashionMNISTDataModule, raw_files
 from dlfoundations.errors import UserError
+from dlfoundations.folder import CLAIM_FILE, claim
 from dlfoundations.run.checkpoints import read_checkpoint
-from dlfoundations.run.folder import CLAIM_FILE, claim
 from dlfoundations.run.rebuild import rebuild
 from tests.conftest import ROOT, run_script, script_command, snapshot
 from tests.in_process import Outcome, run_in_process

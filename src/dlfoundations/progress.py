@@ -17,8 +17,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
+from dlfoundations.folder import read_metrics
 from dlfoundations.reporting.jobs import named
-from dlfoundations.run.folder import read_metrics
 from dlfoundations.status import Status
 
 

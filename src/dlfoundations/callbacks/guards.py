@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 
-from dlfoundations.run.interrupts import INTERRUPTS, RunInterrupted
+from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 
 
 class TrainingDiverged(Exception):
@@ -56,13 +56,13 @@ class GracefulInterrupt(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.installed_here = INTERRUPTS.install()
-        INTERRUPTS.in_run = INTERRUPTS.in_run or self.installed_here
+        if self.installed_here:
+            INTERRUPTS.own_run()
 
     def _uninstall(self) -> None:
-        INTERRUPTS.deferring = False
+        INTERRUPTS.leave_steps()
         if self.installed_here:
-            INTERRUPTS.uninstall()
-            INTERRUPTS.in_run, INTERRUPTS.received = False, None
+            INTERRUPTS.release()
             self.installed_here = False
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -73,7 +73,7 @@ class GracefulInterrupt(L.Callback):
         self._uninstall()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        INTERRUPTS.deferring = True
+        INTERRUPTS.enter_steps()
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         INTERRUPTS.stop_deferring()
@@ -93,7 +93,7 @@ class GracefulInterrupt(L.Callback):
             path.unlink()
         with INTERRUPTS.shield():
             trainer.save_checkpoint(path)
-        INTERRUPTS.deferring = False
+        INTERRUPTS.leave_steps()
         raise RunInterrupted(
             f"{INTERRUPTS.signal_name()} at step {trainer.global_step} "
             f"(epoch {trainer.current_epoch}); last.ckpt holds the state to resume from"

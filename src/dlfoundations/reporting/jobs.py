@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from dlfoundations.run.folder import RUN_CONTROL
+from dlfoundations.folder import RUN_CONTROL
 from dlfoundations.status import Status
 
 #: override keys whose values repeat a setting rather than change it

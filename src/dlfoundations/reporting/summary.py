@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from dlfoundations.errors import UserError
+from dlfoundations.folder import write_text
 from dlfoundations.reporting import figures, tables
 from dlfoundations.reporting.jobs import Job, find_jobs, missing_jobs, settings, swept_axes
-from dlfoundations.run.folder import write_text
 
 DEFAULT_REPORT: dict[str, Any] = {
     "figures": [{"name": "curves", "tags": ["val/loss", "val/acc"], "x": "auto"}],

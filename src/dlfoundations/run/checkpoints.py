@@ -20,7 +20,7 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import nn
 
 from dlfoundations.errors import UserError, first_line
-from dlfoundations.run.folder import write_atomically
+from dlfoundations.folder import write_atomically
 
 #: top-level fields and the types they must have when present
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {

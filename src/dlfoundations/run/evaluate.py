@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError
+from dlfoundations.folder import first_non_finite, write_metrics, write_text
 from dlfoundations.run.checkpoints import read_checkpoint
-from dlfoundations.run.folder import first_non_finite, write_metrics, write_text
 from dlfoundations.run.rebuild import rebuild
 from dlfoundations.status import Status
 

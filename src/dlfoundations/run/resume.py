@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError, require
-from dlfoundations.run.folder import read_metrics
+from dlfoundations.folder import read_metrics
 from dlfoundations.status import FINISHED
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning as L
 import torch
@@ -28,19 +28,16 @@ from dlfoundations.callbacks import (
 )
 from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, first_line, require
+from dlfoundations.folder import first_non_finite, write_metrics, write_text
+from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.optim import scaled_lr
 from dlfoundations.run import console
 from dlfoundations.run.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
 from dlfoundations.run.checks import check_run_config
 from dlfoundations.run.console import in_multirun
-from dlfoundations.run.folder import first_non_finite, write_metrics, write_text
-from dlfoundations.run.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.run.resume import resume_point
 from dlfoundations.status import Status
 from dlfoundations.tensorboard_logger import RunTensorBoardLogger
-
-if TYPE_CHECKING:
-    from dlfoundations.search.pruning import TrialPruning
 
 #: config groups whose choice and values are a run's hyperparameters
 GROUPS = ("model", "optim", "scheduler", "data", "init", "lr_scaling")
@@ -68,16 +65,14 @@ def check_processes_are_safe(trainer: L.Trainer, strategy: Any) -> None:
         )
 
 
-def search_trial(cfg: DictConfig, run_dir: Path) -> TrialPruning | None:
-    """The pruning callback of a run that is a trial of a search (``search.trial`` set by the
-    search sweeper; its study is stored in the sweep folder unless ``search.storage`` names
-    one); None for any other run."""
-    search = cfg.get("search")
-    if not search or search.get("trial") is None:
-        return None
-    from dlfoundations.search.pruning import TrialPruning  # optuna only where a search runs
-
-    return TrialPruning(search, run_dir.parent, cfg.monitor.metric)
+def stopped_early(trainer: L.Trainer) -> tuple[Status, str] | None:
+    """The status and reason of a run that one of its callbacks stopped before its last epoch
+    on purpose (e.g. a search's ``TrialPruning``: ``stop_status()``); None otherwise."""
+    for callback in trainer.callbacks:
+        outcome = callback.stop_status() if hasattr(callback, "stop_status") else None
+        if outcome is not None:
+            return outcome
+    return None
 
 
 def cluster_environment(trainer: L.Trainer) -> str:
@@ -153,8 +148,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     history, restoring = ValidationHistory(), RestoredStateGuard()
-    pruning = search_trial(cfg, run_dir)
-    trainer = build_trainer(cfg, restoring, history, *([pruning] if pruning else []))
+    trainer = build_trainer(cfg, restoring, history)
     check_processes_are_safe(trainer, cfg.trainer.get("strategy"))
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
@@ -177,8 +171,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         val = history.best(cfg.monitor.metric, cfg.monitor.mode)
         metrics = {**val, **facts, "best_epoch": val.get("epoch"), "best_checkpoint": best}
-        if pruning and pruning.pruned_at:  # the best epoch's numbers, not tested
-            metrics.update(status=Status.PRUNED, reason=pruning.reason())
+        early = stopped_early(trainer)
+        if early is not None:  # the best epoch's numbers, not tested
+            metrics.update(status=early[0], reason=early[1])
         else:
             test = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
                                 verbose=False)[0]

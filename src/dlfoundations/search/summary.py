@@ -11,8 +11,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from dlfoundations.folder import write_text
 from dlfoundations.reporting.tables import cell, markdown_table
-from dlfoundations.run.folder import write_text
 from dlfoundations.search.study import RETRY_OF, counted
 from dlfoundations.status import Status
 
