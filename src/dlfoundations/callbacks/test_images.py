@@ -8,17 +8,16 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from dlfoundations.data import CLASS_NAMES
-from dlfoundations.models.classifier import Classifier
 from dlfoundations.tensorboard_logger import FINAL_SECTION, step_of
 
 
 class TestImages(L.Callback):
     """Adds ``~final/confusion_matrix`` and ``~final/misclassified`` (the test set's) to
-    TensorBoard (classifiers), in the section of what the run ended with.
+    TensorBoard, in the section of what the run ended with, for a model that computes a
+    ``confusion_matrix`` in testing and returns its logits from ``test_step``.
 
     The grid shows the first ``num_images`` misclassified test images of rank 0, captioned
-    "true -> predicted".
+    "true -> predicted" with the DataModule's ``class_names`` (the class numbers without).
     """
 
     def __init__(self, num_images: int = 24):
@@ -31,7 +30,8 @@ class TestImages(L.Callback):
     def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                           outputs: Any, batch: Any, batch_idx: int,
                           dataloader_idx: int = 0) -> None:
-        if not isinstance(outputs, torch.Tensor) or len(self.wrong) >= self.num_images:
+        if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2 \
+                or len(self.wrong) >= self.num_images:
             return
         x, y = batch
         predicted = outputs.argmax(dim=1)
@@ -40,15 +40,15 @@ class TestImages(L.Callback):
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """After the model's ``on_test_epoch_end``, which computed its ``confusion_matrix``."""
-        if not isinstance(pl_module, Classifier) or pl_module.confusion_matrix is None:
-            return
+        confusion = getattr(pl_module, "confusion_matrix", None)
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if not trainer.is_global_zero or not loggers:
+        if confusion is None or not trainer.is_global_zero or not loggers:
             return
-        figures = {f"{FINAL_SECTION}/confusion_matrix":
-                   confusion_figure(pl_module.confusion_matrix)}
+        names = list(getattr(trainer.datamodule, "class_names", None)
+                     or map(str, range(len(confusion))))
+        figures = {f"{FINAL_SECTION}/confusion_matrix": confusion_figure(confusion, names)}
         if self.wrong:
-            figures[f"{FINAL_SECTION}/misclassified"] = misclassified_figure(self.wrong)
+            figures[f"{FINAL_SECTION}/misclassified"] = misclassified_figure(self.wrong, names)
         for logger in loggers:
             for tag, figure in figures.items():
                 logger.experiment.add_figure(tag, figure, close=False,
@@ -59,7 +59,7 @@ class TestImages(L.Callback):
             plt.close(figure)  # pyplot keeps every figure it made until closed
 
 
-def confusion_figure(confusion: torch.Tensor) -> Any:
+def confusion_figure(confusion: torch.Tensor, names: list[str]) -> Any:
     """Counts per (true, predicted) class pair, with the class names. Fixed margins instead of
     ``tight_layout``, which measures every label (half of the figure's cost)."""
     import matplotlib
@@ -70,14 +70,14 @@ def confusion_figure(confusion: torch.Tensor) -> Any:
     fig, ax = plt.subplots(figsize=(8, 7))
     fig.subplots_adjust(left=0.17, bottom=0.17, right=0.98, top=0.94)
     ax.imshow(confusion, cmap="Blues")
-    ticks = range(len(CLASS_NAMES))
+    ticks = range(len(names))
     ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
            title="Test-set confusion matrix")
-    ax.set_xticklabels(CLASS_NAMES, rotation=45, ha="right")
-    ax.set_yticklabels(CLASS_NAMES)
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_yticklabels(names)
     peak = confusion.max().item()
-    for (row, col), count in zip(torch.cartesian_prod(torch.arange(10), torch.arange(10)).tolist(),
-                                 confusion.flatten().tolist(), strict=True):
+    cells = torch.cartesian_prod(torch.arange(len(names)), torch.arange(len(names))).tolist()
+    for (row, col), count in zip(cells, confusion.flatten().tolist(), strict=True):
         ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
                 color="white" if count > peak / 2 else "black")
     return fig
@@ -95,7 +95,7 @@ def mosaic(images: list[torch.Tensor], columns: int, gap: int) -> torch.Tensor:
     return tiled
 
 
-def misclassified_figure(wrong: list[tuple[torch.Tensor, int, int]]) -> Any:
+def misclassified_figure(wrong: list[tuple[torch.Tensor, int, int]], names: list[str]) -> Any:
     """A grid of images captioned "true -> predicted": one image (``mosaic``) with the
     captions under each tile, which draws about five times faster than a subplot per image."""
     import matplotlib
@@ -116,6 +116,6 @@ def misclassified_figure(wrong: list[tuple[torch.Tensor, int, int]]) -> Any:
     for index, (_, true, predicted) in enumerate(wrong):
         row, column = divmod(index, columns)
         ax.text(column * (size + gap) + size / 2, row * (size + gap) + size + 1,
-                f"{CLASS_NAMES[true]} -> {CLASS_NAMES[predicted]}", ha="center", va="top",
+                f"{names[true]} -> {names[predicted]}", ha="center", va="top",
                 fontsize=8)
     return fig

@@ -105,6 +105,11 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.train_indices = self.val_indices = torch.empty(0, dtype=torch.long)
         self.mean = self.std = float("nan")
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The names of the labels in order: the ten classes, or with ``classes`` the two."""
+        return tuple(CLASS_NAMES[c] for c in self.classes) if self.classes else CLASS_NAMES
+
     def prepare_data(self) -> None:
         """Find (or download, on one process) the raw files and keep uncompressed copies of
         ``.gz`` files in ``data_dir`` (``raw_files.keep_uncompressed``)."""
