@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlfoundations.data import FashionMNISTDataModule
-from dlfoundations.errors import UserError
+from dlfoundations.errors import ArgumentError, UserError
 from dlfoundations.init import initialise
 from dlfoundations.models import Classifier, Regressor
 from dlfoundations.networks import MLP, LeNet, build
@@ -68,14 +68,17 @@ def test_mlp_dropout_acts_in_training_mode_only() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "key"), [
-    ({"dropout": 1.0}, "model.net.dropout"), ({"dropout": -0.1}, "model.net.dropout"),
-    ({"dropout": [0.1, 0.2]}, "model.net.dropout"),
-    ({"activation": "gelu"}, "model.net.activation"), ({"hidden": []}, "model.net.hidden"),
-    ({"hidden": 3}, "model.net.hidden"),
+    ({"dropout": 1.0}, "dropout"), ({"dropout": -0.1}, "dropout"),
+    ({"dropout": [0.1, 0.2]}, "dropout"), ({"activation": "gelu"}, "activation"),
+    ({"hidden": []}, "hidden"), ({"hidden": 3}, "hidden"),
 ])
-def test_mlp_refuses_bad_options(kwargs: dict, key: str) -> None:
-    with pytest.raises(UserError, match=rf"^{key}="):
+def test_mlp_refuses_bad_options_by_their_names_and_build_by_the_config_key(
+        kwargs: dict, key: str) -> None:
+    with pytest.raises(ArgumentError, match=rf"^{key}="):
         MLP(**kwargs)
+    with pytest.raises(UserError, match=rf"^model\.net\.{key}=.* is not allowed: "
+                                        rf"model\.net\.{key} must be"):
+        build({"name": "mlp", **kwargs}, num_inputs=784, num_outputs=10)
 
 
 def test_sigmoid_derivative_is_sigma_times_one_minus_sigma() -> None:

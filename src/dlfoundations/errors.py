@@ -15,6 +15,28 @@ def require(condition: bool, key: str, value: object, allowed: str) -> None:
         raise UserError(f"{key}={value!r} is not allowed: {key} must be {allowed}.")
 
 
+class ArgumentError(ValueError):
+    """A constructor's argument out of what it allows, named as the constructor names it
+    (``hidden``); code that builds from a config names the key there (``under``)."""
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(self.sentence(key))
+
+    def sentence(self, key: str) -> str:
+        return f"{key}={self.value!r} is not allowed: {key} must be {self.allowed}."
+
+    def under(self, prefix: str) -> UserError:
+        """The same refusal for the config key ``prefix + key`` (e.g. ``model.net.``)."""
+        return UserError(self.sentence(prefix + self.key))
+
+
+def require_argument(condition: bool, key: str, value: object, allowed: str) -> None:
+    """Unless ``condition``, raise ``ArgumentError`` naming the argument ``key``."""
+    if not condition:
+        raise ArgumentError(key, value, allowed)
+
+
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (empty when it has none)."""
     return (str(err).strip().splitlines() or [""])[0]

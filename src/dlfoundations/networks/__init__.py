@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from dlfoundations.errors import UserError, require
+from dlfoundations.errors import ArgumentError, UserError, require
 from dlfoundations.networks.lenet import LeNet
 from dlfoundations.networks.linear import LinearNet
 from dlfoundations.networks.mlp import MLP
@@ -26,7 +26,8 @@ DERIVED_GRADIENTS = ("linear",)
 
 def build(net: Mapping[str, Any], **sizes: int) -> nn.Module:
     """The network ``net["name"]`` with the options ``net`` gives and the sizes the task
-    gives (``num_inputs``, ``num_outputs``)."""
+    gives (``num_inputs``, ``num_outputs``); a refused option is named by its config key,
+    ``model.net.<option>`` (the networks name their own arguments)."""
     options = dict(net)
     name = options.pop("name", None)
     require(name in NETWORKS, "model.net.name", name, f"one of {', '.join(NETWORKS)}")
@@ -35,7 +36,10 @@ def build(net: Mapping[str, Any], **sizes: int) -> nn.Module:
         if key not in own:
             raise UserError(f"model.net.{key} is not an option of the {name} network (its "
                             f"options: name, {', '.join(own)}).")
-    return NETWORKS[name](**options, **sizes)
+    try:
+        return NETWORKS[name](**options, **sizes)
+    except ArgumentError as err:
+        raise err.under("model.net.") from err
 
 
 __all__ = ["DERIVED_GRADIENTS", "MLP", "NETWORKS", "LeNet", "LinearNet", "build"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from dlfoundations.errors import require
+from dlfoundations.errors import require_argument
 from dlfoundations.networks.activations import activation_layer
 
 POOLS: dict[str, type[nn.Module]] = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
@@ -22,8 +22,8 @@ class LeNet(nn.Sequential):
 
     def __init__(self, activation: str = "sigmoid", pool: str = "avg", padding: int = 0,
                  batch_norm: bool = False, num_outputs: int = 10):
-        require(pool in POOLS, "model.net.pool", pool, f"one of {', '.join(POOLS)}")
-        require(padding in (0, 2), "model.net.padding", padding, "0 (classic) or 2 (padded)")
+        require_argument(pool in POOLS, "pool", pool, f"one of {', '.join(POOLS)}")
+        require_argument(padding in (0, 2), "padding", padding, "0 (classic) or 2 (padded)")
 
         def act() -> nn.Module:
             return activation_layer(activation)

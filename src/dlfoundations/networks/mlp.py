@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from dlfoundations.errors import require
+from dlfoundations.errors import require_argument
 from dlfoundations.networks.activations import activation_layer
 
 
@@ -21,15 +21,15 @@ class MLP(nn.Sequential):
     def __init__(self, num_inputs: int = 784, hidden: Sequence[int] = (256,),
                  activation: str = "relu", dropout: float | Sequence[float] = 0.0,
                  num_outputs: int = 10):
-        require(isinstance(hidden, Sequence) and len(hidden) >= 1
+        require_argument(isinstance(hidden, Sequence) and len(hidden) >= 1
                 and all(isinstance(h, int) and h >= 1 for h in hidden),
-                "model.net.hidden", hidden, "a list of at least one positive integer")
+                "hidden", hidden, "a list of at least one positive integer")
         hidden = list(hidden)
         rates = list(dropout) if isinstance(dropout, Sequence) else [dropout] * len(hidden)
-        require(len(rates) == len(hidden), "model.net.dropout", dropout,
+        require_argument(len(rates) == len(hidden), "dropout", dropout,
                 f"one probability or a list of {len(hidden)} (one per hidden layer)")
         for rate in rates:
-            require(isinstance(rate, int | float) and 0 <= rate < 1, "model.net.dropout",
+            require_argument(isinstance(rate, int | float) and 0 <= rate < 1, "dropout",
                     dropout, "in [0, 1)")
         layers: list[nn.Module] = [nn.Flatten()]
         for width_in, width_out, rate in zip([num_inputs, *hidden], hidden, rates, strict=False):
