@@ -57,7 +57,7 @@ def claim(run_dir: Path, key: str = "paths.output_dir") -> Path:
     if runs:
         raise UserError(
             f"{key}={str(run_dir)!r} is not allowed: it already holds another run "
-            f"({', '.join(runs[:3])}); give a new hydra.run.dir (or hydra.sweep.dir), or "
+            f"({', '.join(runs)}); give a new hydra.run.dir (or hydra.sweep.dir), or "
             "continue that run with resume=true.")
     raise UserError(
         f"{key}={str(run_dir)!r} is not allowed: it already holds files that are not a run's "

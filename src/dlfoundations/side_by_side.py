@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlfoundations import folder
 from dlfoundations.environment import cuda_visible_devices
-from dlfoundations.errors import EXIT_NOT_COMPLETED, CommandEnded, UserError, refused, require
+from dlfoundations.errors import UserError, refused, require
 from dlfoundations.progress import PROGRESS
 from dlfoundations.status import Status
 
@@ -208,6 +208,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
            ) -> Sequence[JobReturn]:
     """Run the jobs on the slots' workers; after a signal, end the sweep (exit status 3)."""
     from dlfoundations.interrupts import INTERRUPTS
+    from dlfoundations.run.cli import sweep_stopped
 
     config = launcher.config
     setup_globals()
@@ -253,5 +254,5 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     finally:
         workers.stop()
     if INTERRUPTS.received is not None:
-        raise CommandEnded(EXIT_NOT_COMPLETED, sweep_dir=str(config.hydra.sweep.dir))
+        raise sweep_stopped(config.get("search") is not None, str(config.hydra.sweep.dir))
     return [returns[position] for position in sorted(returns)]

@@ -18,7 +18,7 @@ from dlfoundations.data.resumable_loader import (
     IndexTensorBatchSampler,
     ResumableDataLoader,
 )
-from dlfoundations.errors import require
+from dlfoundations.errors import UserError, require
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -131,16 +131,34 @@ class FashionMNISTDataModule(L.LightningDataModule):
             "test": self._split(tensors["t10k-images-idx3-ubyte"],
                                 tensors["t10k-labels-idx1-ubyte"]),
         }
-        sizes = {split: len(data) for split, data in self.splits.items()}
-        require(sizes["train"] >= self.batch_size, "data.batch_size", self.batch_size,
-                f"at most the training split's size ({sizes['train']} images)")
-        require(sizes["val"] > 0, "data.val_size" if self.num_folds is None else "data.fold",
-                self.val_size if self.num_folds is None else self.fold,
-                "a choice that leaves images in the validation split (it holds none)")
+        self.require_sizes(len(self.splits["train"]), len(self.splits["val"]))
         device = self._device()
         if device is not None:
             for split in self.splits.values():
                 split.to(device)
+
+    def check_sizes(self) -> None:
+        """Refuse, before any data is loaded, a batch larger than the training split and a
+        validation split with no image (with ``classes``, from the labels, where the files
+        are on this machine already; ``setup`` checks again)."""
+        train, val = self.split_indices()
+        if self.classes is not None:
+            try:
+                paths = raw_files.find_files(self.data_dir, self.system_dirs, download=False)
+            except UserError:
+                return  # not here yet: setup checks once prepare_data has brought them
+            name = "train-labels-idx1-ubyte"
+            keep = torch.isin(raw_files.load_tensor(name, paths[name]).long(),
+                              torch.tensor(self.classes))
+            train, val = train[keep[train]], val[keep[val]]
+        self.require_sizes(len(train), len(val))
+
+    def require_sizes(self, train: int, val: int) -> None:
+        require(train >= self.batch_size, "data.batch_size", self.batch_size,
+                f"at most the training split's size ({train} images)")
+        require(val > 0, "data.val_size" if self.num_folds is None else "data.fold",
+                self.val_size if self.num_folds is None else self.fold,
+                "a choice that leaves images in the validation split (it holds none)")
 
     def split_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Indices into the 60,000 training images of the train and validation splits."""

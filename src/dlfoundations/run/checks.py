@@ -165,8 +165,6 @@ def check_nodes(cfg: DictConfig) -> None:
 def check_run_config(cfg: DictConfig) -> None:
     """The run-level keys a typo would break late: checked before anything is built."""
     check_nodes(cfg)
-    check_argument_types(cfg, ("trainer", "callbacks", "logger", "model", "data", "optim",
-                               "scheduler"))
     require(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool)
             and 0 <= cfg.seed <= MAX_SEED, "seed", cfg.seed, f"an integer from 0 to {MAX_SEED}")
     require(isinstance(cfg.get("resume", False), bool), "resume", cfg.get("resume"),
@@ -194,5 +192,7 @@ def check_run_config(cfg: DictConfig) -> None:
     threads = cfg.get("threads")
     require(threads is None or (isinstance(threads, int) and threads >= 1), "threads", threads,
             "null or an integer of at least 1")
+    check_argument_types(cfg, ("trainer", "callbacks", "logger", "model", "data", "optim",
+                               "scheduler"))  # after the checks above, whose words are the key's
     check_model_fits_data(cfg)
     check_optim_and_scheduler(cfg)

@@ -216,7 +216,7 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
         if status != Status.COMPLETED:
             console.say(f"job {status}: {metrics.get('reason')}", error=True)
         if status == Status.INTERRUPTED and command is not None:  # the sweep runs here
-            raise CommandEnded(EXIT_NOT_COMPLETED, sweep_dir=str(HydraConfig.get().sweep.dir))
+            raise sweep_stopped(cfg.get("search") is not None, str(HydraConfig.get().sweep.dir))
         return metrics
     if bad_input:
         console.say(f"error: {metrics['reason']}", error=True)
@@ -225,6 +225,16 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
         console.say(f"error: the run {status}: {metrics.get('reason')}", error=True)
         raise CommandEnded(EXIT_NOT_COMPLETED)
     return metrics
+
+
+def sweep_stopped(search: bool, sweep_dir: str) -> CommandEnded:
+    """The end of a sweep that a signal stopped (exit status 3): summarised on the way out,
+    or, for a search, by its sweeper, which writes the study's summary as it stops."""
+    if search:
+        return CommandEnded(EXIT_NOT_COMPLETED, f"\nSearch stopped by "
+                            f"{INTERRUPTS.signal_name()}; no further trial starts. The study as "
+                            f"it stands: {sweep_dir}/summary.md")
+    return CommandEnded(EXIT_NOT_COMPLETED, sweep_dir=sweep_dir)
 
 
 def record_failure(run_dir: Path, metrics: dict[str, Any]) -> None:

@@ -147,6 +147,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
+    if hasattr(datamodule, "check_sizes"):
+        datamodule.check_sizes()  # before the trainer and its logger write anything
     history, restoring = ValidationHistory(), RestoredStateGuard()
     trainer = build_trainer(cfg, restoring, history)
     check_processes_are_safe(trainer, cfg.trainer.get("strategy"))
