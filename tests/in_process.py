@@ -10,6 +10,7 @@ import io
 import sys
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 
 from hydra.core.singleton import Singleton
@@ -57,3 +58,21 @@ def run_in_process(name: str, *overrides: str) -> Outcome:
         Singleton.set_state(state)
         INTERRUPTS.forget()
     return Outcome(status, output.getvalue())
+
+
+#: a short run: two epochs of five steps
+SMALL = ("trainer.max_epochs=2", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2",
+         "trainer.limit_test_batches=2")
+
+
+def interrupted_run(folder: Path) -> tuple[Path, tuple[str, ...]]:
+    """A real run in ``folder / "run"`` stopped by SIGINT at step 7 (in epoch 1): last.ckpt
+    mid-epoch, epoch00.ckpt its best so far, status interrupted. Returns the run's folder and
+    the overrides that started it (the same command resumes it: the signal comes once)."""
+    run_dir = folder / "run"
+    command = (*SMALL, f"hydra.run.dir={run_dir}",
+               "+callbacks.probe._target_=tests.signal_probe.SignalAtStep",
+               "+callbacks.probe.step=7", f"+callbacks.probe.once_file={folder / 'sent'}")
+    outcome = run_in_process("train.py", *command)
+    assert outcome.status == 3, outcome.output[-3000:]
+    return run_dir, command

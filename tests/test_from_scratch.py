@@ -85,6 +85,7 @@ def test_hand_written_optimizer_equals_torch_after_200_steps_in_float64(
     assert not torch.equal(by_hand, twin_runs(name, weight_decay, torch.float64, batches[:1])[0])
 
 
+@pytest.mark.slow  # 36 runs of 200 steps: the float64 test above checks the rules
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-3], ids=["no_decay", "decay"])
 @pytest.mark.parametrize("name", PAIRS)
 def test_in_float32_the_hand_written_optimizer_trains_as_torchs_does(

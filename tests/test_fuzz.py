@@ -22,14 +22,12 @@ import torch
 from omegaconf import OmegaConf
 
 from tests.conftest import ROOT, compose_train, snapshot
-from tests.in_process import Outcome, run_in_process
+from tests.in_process import SMALL, Outcome, interrupted_run, run_in_process
 
 pytestmark = pytest.mark.slow  # subprocesses, services or many runs
 
 SEED = int(os.environ.get("FUZZ_SEED", "0"))
 CASES = int(os.environ.get("FUZZ_CASES", "40"))
-SMALL = ("trainer.max_epochs=2", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2",
-         "trainer.limit_test_batches=2")
 #: the exit statuses a case may end with: completed, bad input, not completed
 ALLOWED = (0, 2, 3)
 #: stands for "the key is removed"
@@ -86,12 +84,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, raw_paths: dict) -> dict
     """An interrupted real run (SIGINT at step 7, in epoch 1), a pristine copy of its folder,
     and a folder of the user's files beside it that no case may touch."""
     root = tmp_path_factory.mktemp("fuzz")
-    run_dir = root / "run"
-    command = (*SMALL, f"hydra.run.dir={run_dir}",
-               "+callbacks.probe._target_=tests.signal_probe.SignalAtStep",
-               "+callbacks.probe.step=7", f"+callbacks.probe.once_file={root / 'sent'}")
-    outcome = run_in_process("train.py", *command)
-    assert outcome.status == 3, outcome.output[-3000:]
+    run_dir, command = interrupted_run(root)
     shutil.copytree(run_dir, root / "pristine", symlinks=True)
     outside = root / "outside"
     outside.mkdir()

@@ -25,7 +25,7 @@ from dlfoundations.folder import CLAIM_FILE, claim
 from dlfoundations.run.checkpoints import read_checkpoint
 from dlfoundations.run.rebuild import rebuild
 from tests.conftest import ROOT, run_script, script_command, snapshot
-from tests.in_process import Outcome, run_in_process
+from tests.in_process import SMALL, Outcome, interrupted_run, run_in_process
 
 TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=2")
@@ -225,10 +225,6 @@ def test_partial_copies_never_outlive_a_failed_check(tmp_path: Path, raw_paths: 
 
 # -- what a checkpoint's restored state may make a run do (nothing outside the run folder) --
 
-SMALL = ("trainer.max_epochs=2", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2",
-         "trainer.limit_test_batches=2")
-
-
 @dataclass
 class Interrupted:
     """A real run stopped by SIGINT at step 7 (epoch 1): last.ckpt mid-epoch, epoch00.ckpt its
@@ -242,14 +238,8 @@ class Interrupted:
 
 
 @pytest.fixture
-def interrupted_run(tmp_path: Path, raw_paths: dict) -> Interrupted:
-    run_dir = tmp_path / "run"
-    command = (*SMALL, f"hydra.run.dir={run_dir}",
-               "+callbacks.probe._target_=tests.signal_probe.SignalAtStep",
-               "+callbacks.probe.step=7", f"+callbacks.probe.once_file={tmp_path / 'sent'}")
-    result = run_in_process("train.py", *command)
-    assert result.status == 3, result.output[-3000:]
-    return Interrupted(run_dir, command)
+def interrupted(tmp_path: Path, raw_paths: dict) -> Interrupted:
+    return Interrupted(*interrupted_run(tmp_path))
 
 
 def model_checkpoint_key(checkpoint: dict) -> str:
@@ -286,11 +276,11 @@ def name_outside(checkpoint: dict, run_dir: Path, files: dict[str, Path]) -> Non
 
 
 def test_a_resumed_checkpoint_never_makes_the_run_touch_a_file_outside_it(
-        interrupted_run: Interrupted, tmp_path: Path) -> None:
-    run_dir = interrupted_run.run_dir
+        interrupted: Interrupted, tmp_path: Path) -> None:
+    run_dir = interrupted.run_dir
     files = outside_files(tmp_path)
     rewrite(run_dir / "checkpoints" / "last.ckpt", lambda c: name_outside(c, run_dir, files))
-    result = interrupted_run.resume()
+    result = interrupted.resume()
     assert result.status == 0, result.output[-3000:]
     assert {name: path.read_text() for name, path in files.items()} == {
         name: f"the user's {name} file\n" for name in files}
@@ -300,11 +290,11 @@ def test_a_resumed_checkpoint_never_makes_the_run_touch_a_file_outside_it(
 
 
 def test_a_checkpoint_started_from_in_a_new_folder_brings_no_paths(
-        interrupted_run: Path, tmp_path: Path) -> None:
+        interrupted: Interrupted, tmp_path: Path) -> None:
     run_dir = tmp_path / "new"
     files = outside_files(tmp_path)
     crafted = tmp_path / "crafted.ckpt"
-    shutil.copy(interrupted_run.run_dir / "checkpoints" / "last.ckpt", crafted)
+    shutil.copy(interrupted.run_dir / "checkpoints" / "last.ckpt", crafted)
     rewrite(crafted, lambda c: name_outside(c, run_dir, files))
     result = run_in_process("train.py", *SMALL, f"hydra.run.dir={run_dir}",
                             f"ckpt_path={crafted}")
@@ -333,12 +323,12 @@ def test_a_checkpoint_started_from_in_a_new_folder_brings_no_paths(
         combined_loader=[{"batches_done": "many"}]), "batches_done is 'many'"),
 ])
 def test_restored_state_of_the_wrong_form_is_refused_in_one_sentence(
-        change, problem: str, interrupted_run: Interrupted, tmp_path: Path) -> None:
-    run_dir = interrupted_run.run_dir
+        change, problem: str, interrupted: Interrupted, tmp_path: Path) -> None:
+    run_dir = interrupted.run_dir
     last = run_dir / "checkpoints" / "last.ckpt"
     rewrite(last, change)
     before = snapshot(run_dir)
-    result = interrupted_run.resume()
+    result = interrupted.resume()
     assert result.status == 2, result.output[-3000:]
     assert f"error: ckpt_path='{last}' cannot be restored: " in result.output
     assert problem in result.output and "Traceback" not in result.output
@@ -394,15 +384,15 @@ def test_a_folder_of_the_users_own_files_is_never_a_run_folder(tmp_path: Path) -
     assert snapshot(tmp_path) == before
 
 
-def test_a_log_file_that_is_a_link_is_never_followed_on_resume(interrupted_run: Interrupted,
+def test_a_log_file_that_is_a_link_is_never_followed_on_resume(interrupted: Interrupted,
                                                                tmp_path: Path) -> None:
-    run_dir = interrupted_run.run_dir
+    run_dir = interrupted.run_dir
     target = tmp_path / "elsewhere.txt"
     target.write_text("not the run's\n")
     (run_dir / "train.log").unlink()
     (run_dir / "train.log").symlink_to(target)
     before = snapshot(tmp_path)
-    result = interrupted_run.resume()
+    result = interrupted.resume()
     assert result.status == 2
     assert f"error: {run_dir / 'train.log'} is a symbolic link" in result.output
     assert snapshot(tmp_path) == before

@@ -50,18 +50,23 @@ def is_number(value: Any) -> bool:
         isinstance(value, float) and math.isnan(value))
 
 
-def check_plain(value: Any, where: str) -> None:
+def check_plain(value: Any, where: str, *, hyperparameters: bool = False) -> None:
     """Raise ``CheckpointStateError`` unless ``value`` is a number (``is_number``), a string,
-    a bool, None, or a list or dict (string keys) of such values."""
+    a bool, None, or a list or dict (string keys) of such values. ``hyperparameters``: no
+    tensor, and no dict with a ``_target_`` (they are values, never config to instantiate)."""
     if isinstance(value, dict):
+        if hyperparameters and "_target_" in value:
+            raise CheckpointStateError(f"{where} holds a _target_ ({value['_target_']!r}); "
+                                       "hyperparameters are values, never classes to build")
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CheckpointStateError(f"{where} has a key that is not a string ({key!r})")
-            check_plain(item, f"{where}.{key}")
+            check_plain(item, f"{where}.{key}", hyperparameters=hyperparameters)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            check_plain(item, f"{where}[{index}]")
-    elif not (value is None or isinstance(value, str | bool) or is_number(value)):
+            check_plain(item, f"{where}[{index}]", hyperparameters=hyperparameters)
+    elif not (value is None or isinstance(value, str | bool) or (
+            is_number(value) and not (hyperparameters and isinstance(value, torch.Tensor)))):
         raise CheckpointStateError(f"{where} is {value!r}, not a plain value")
 
 

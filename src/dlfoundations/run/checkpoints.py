@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import nn
 
+from dlfoundations.callbacks.restored_state import check_plain
 from dlfoundations.errors import UserError, first_line
 from dlfoundations.folder import write_atomically
 
@@ -29,29 +30,10 @@ FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "model_class": str, "datamodule_class": str, "torch_rng_state": torch.Tensor,
     "optimizer_states": list, "lr_schedulers": list, "callbacks": dict, "loops": dict,
 }
-PLAIN_SCALARS = (bool, int, float, str, type(None))
 
 
 def _refuse(key: str, path: Path, problem: str) -> UserError:
     return UserError(f"{key}={str(path)!r} is not a checkpoint of this project: {problem}.")
-
-
-def check_plain(value: Any, where: str) -> None:
-    """Refuse anything but numbers, strings, booleans, None and lists or dicts of them, and a
-    dict with a ``_target_`` key (hyperparameters are values, never config to instantiate)."""
-    if isinstance(value, dict):
-        if "_target_" in value:
-            raise ValueError(f"{where} holds a _target_ ({value['_target_']!r}); hyperparameters "
-                             "are values, never classes to build")
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError(f"{where} has a key that is not a string ({key!r})")
-            check_plain(item, f"{where}.{key}")
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            check_plain(item, f"{where}[{index}]")
-    elif not isinstance(value, PLAIN_SCALARS):
-        raise ValueError(f"{where} is a {type(value).__name__}, not a plain value")
 
 
 def check_fields(checkpoint: Any) -> None:
@@ -68,7 +50,7 @@ def check_fields(checkpoint: Any) -> None:
         if field in checkpoint and not isinstance(checkpoint[field], expected):
             raise ValueError(f"its {field} is a {type(checkpoint[field]).__name__}")
     for field in ("hyper_parameters", "datamodule_hyper_parameters"):
-        check_plain(checkpoint.get(field, {}), field)
+        check_plain(checkpoint.get(field, {}), field, hyperparameters=True)
     rng = checkpoint.get("torch_rng_state")
     if rng is not None and (rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape):
         raise ValueError("its torch_rng_state is not a CPU generator state")
