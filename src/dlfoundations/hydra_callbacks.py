@@ -20,7 +20,7 @@ from dlfoundations.reporting.summary import write_summary
 def sweep_command(config: DictConfig) -> tuple[list[str], Any]:
     """What makes a sweep's jobs: its command-line overrides (``resume`` aside) and the
     sweeper's parameters (a preset's sweep)."""
-    overrides = [o for o in config.hydra.overrides.task if not o.startswith("resume=")]
+    overrides = [o for o in config.hydra.overrides.task if not o.startswith(folder.RUN_CONTROL)]
     params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
     return overrides, OmegaConf.to_container(params) if params is not None else None
 

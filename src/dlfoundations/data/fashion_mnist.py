@@ -19,6 +19,7 @@ from dlfoundations.data.resumable_loader import (
     ResumableDataLoader,
 )
 from dlfoundations.errors import UserError, require
+from dlfoundations.task import Task
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -43,7 +44,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
     to the accelerator once, so a GPU step copies nothing from the host.
     """
 
-    task = "classification"
+    task = Task.CLASSIFICATION
 
     def __init__(
         self,

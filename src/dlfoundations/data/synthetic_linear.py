@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from dlfoundations.errors import require
+from dlfoundations.task import Task
 
 
 class SyntheticLinearDataModule(L.LightningDataModule):
@@ -18,7 +19,7 @@ class SyntheticLinearDataModule(L.LightningDataModule):
     std 0.01. Validation and test examples are drawn from the same distribution.
     """
 
-    task = "regression"
+    task = Task.REGRESSION
 
     def __init__(self, true_w: Sequence[float] = (2.0, -3.4), true_b: float = 4.2,
                  noise_std: float = 0.01, num_train: int = 1000, num_val: int = 200,

@@ -14,6 +14,7 @@ from dlfoundations import networks
 from dlfoundations.errors import require
 from dlfoundations.init import initialise
 from dlfoundations.optim import OptimizerFactory, weight_decay_groups
+from dlfoundations.task import Task
 
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 #: where the gradients come from: torch's autograd, or the derived formulas
@@ -46,7 +47,7 @@ class LabModule(L.LightningModule):
     """
 
     #: what kind of data the model learns from, checked against the DataModule's
-    task: str = ""
+    task: Task | None = None
     #: the metrics it logs by the end of each validation, which ``monitor.metric`` may name
     metrics: tuple[str, ...] = ()
 

@@ -13,6 +13,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from dlfoundations.models.base import LabModule, SchedulerFactory
 from dlfoundations.optim import OptimizerFactory
+from dlfoundations.task import Task
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -25,7 +26,7 @@ class BinaryClassifier(LabModule):
     Logs ``{train,val,test}/loss``, ``/acc`` (p > 1/2 predicts class b) and ``/auroc``.
     """
 
-    task = "two-class classification"
+    task = Task.TWO_CLASS
     metrics = ("val/acc", "val/loss", "val/auroc", "train/loss")
 
     def __init__(self, net: Mapping[str, Any], init: dict[str, Any] | None = None,

@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from dlfoundations.models.base import LabModule, SchedulerFactory
 from dlfoundations.optim import OptimizerFactory
+from dlfoundations.task import Task
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -27,7 +28,7 @@ class Classifier(LabModule):
     ``/acc`` once per epoch through torchmetrics, synchronised across DDP ranks.
     """
 
-    task = "classification"
+    task = Task.CLASSIFICATION
     metrics = ("val/acc", "val/loss", "train/acc", "train/loss_epoch")
 
     def __init__(self, net: Mapping[str, Any], num_classes: int = 10,

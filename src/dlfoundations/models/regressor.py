@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from dlfoundations.errors import require
 from dlfoundations.models.base import LabModule, SchedulerFactory
 from dlfoundations.optim import OptimizerFactory
+from dlfoundations.task import Task
 
 
 class Regressor(LabModule):
@@ -22,7 +23,7 @@ class Regressor(LabModule):
     ``b_error`` = |b - true_b| against the generating parameters.
     """
 
-    task = "regression"
+    task = Task.REGRESSION
     metrics = ("val/mse", "train/mse", "w_error", "b_error")
 
     def __init__(self, net: Mapping[str, Any], true_w: Sequence[float] = (2.0, -3.4),

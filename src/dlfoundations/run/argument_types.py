@@ -18,8 +18,9 @@ from typing import Any
 
 from hydra.utils import get_class, get_method
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from dlfoundations.errors import UserError
+from dlfoundations.errors import UserError, first_line
 
 SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.MutableSequence)
 MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
@@ -111,4 +112,9 @@ def check_argument_types(cfg: DictConfig, keys: tuple[str, ...]) -> None:
     for key in keys:
         node = OmegaConf.select(cfg, key, default=None)
         if isinstance(node, DictConfig):
-            check_node(OmegaConf.to_container(node, resolve=True), f"{key}.")
+            try:
+                values = OmegaConf.to_container(node, resolve=True)
+            except OmegaConfBaseException as err:  # e.g. ${data.true_w} with other data
+                raise UserError(f"{key} cannot be read: {first_line(err)} (in "
+                                f"{getattr(err, 'full_key', None) or key}).") from err
+            check_node(values, f"{key}.")

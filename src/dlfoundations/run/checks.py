@@ -22,6 +22,7 @@ from dlfoundations.errors import UserError, first_line, require
 from dlfoundations.models.base import require_derived_gradients
 from dlfoundations.optim import scaled_lr
 from dlfoundations.run.argument_types import check_argument_types
+from dlfoundations.task import Task
 
 Rule = tuple[Callable[[Any], bool], str]
 #: the largest seed every generator a run seeds accepts (numpy's: 2^32 - 1)
@@ -129,14 +130,14 @@ def check_model_fits_data(cfg: DictConfig) -> None:
     metrics = getattr(model_cls, "metrics", ())
     require(not metrics or cfg.monitor.metric in metrics, "monitor.metric", cfg.monitor.metric,
             f"a metric that {model_cls.__name__} logs: {', '.join(metrics)}")
-    if data_cls.task == "classification" and cfg.data.get("classes") is not None:
-        if model_cls.task != "two-class classification":
+    if data_cls.task == Task.CLASSIFICATION and cfg.data.get("classes") is not None:
+        if model_cls.task != Task.TWO_CLASS:
             raise UserError(
                 f"data.classes={OmegaConf.to_container(cfg.data.classes)} is not allowed with "
                 f"model {model_cls.__name__}: data.classes must be null for the ten-class "
                 "models (two classes are for model=logreg).")
         return
-    if model_cls.task == "two-class classification" and data_cls.task == "classification":
+    if model_cls.task == Task.TWO_CLASS and data_cls.task == Task.CLASSIFICATION:
         raise UserError(f"model {model_cls.__name__} needs two classes: set data.classes=[a,b]"
                         " (e.g. [0,6], T-shirt/top against Shirt).")
     if model_cls.task != data_cls.task:
@@ -192,7 +193,7 @@ def check_run_config(cfg: DictConfig) -> None:
     threads = cfg.get("threads")
     require(threads is None or (isinstance(threads, int) and threads >= 1), "threads", threads,
             "null or an integer of at least 1")
+    check_model_fits_data(cfg)
     check_argument_types(cfg, ("trainer", "callbacks", "logger", "model", "data", "optim",
                                "scheduler"))  # after the checks above, whose words are the key's
-    check_model_fits_data(cfg)
     check_optim_and_scheduler(cfg)
