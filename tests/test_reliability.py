@@ -53,6 +53,10 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
     (["data.num_folds=100000", "data.fold=99999"], "data.num_folds=100000 is not allowed"),
     (["data.classes=[0,6]", "model=logreg", "data.batch_size=20000"],
      "data.batch_size=20000 is not allowed"),
+    (["model=linreg", "data=fashion_mnist"], "model Regressor learns regression but data "
+     "FashionMNISTDataModule holds classification data"),
+    (["trainer.num_sanity_val_steps=[1]"], "trainer.num_sanity_val_steps=[1] is not allowed: "
+     "trainer.num_sanity_val_steps must be a whole number or null (an argument of Trainer)"),
 ])
 def test_bad_values_fail_fast_in_one_sentence(overrides: list[str], message: str,
                                               tmp_path: Path, raw_paths: dict) -> None:
