@@ -58,10 +58,23 @@ def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     return sum(losses[-10:]) / len(losses[-10:])
 
 
+#: twin runs already made in this process, by (optimizer, decay, dtype, steps, schedule)
+TWINS: dict[tuple, tuple[torch.Tensor, torch.Tensor, list[float]]] = {}
+
+
 def twin_runs(name: str, weight_decay: float, dtype: torch.dtype, batches: list,
               schedule: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     """The MLP trained from the same weights by the hand-written and by torch's optimizer:
-    both one's and the other's parameters, flattened, and their final losses."""
+    both one's and the other's parameters, flattened, and their final losses (made once per
+    process: the float32 test reuses the float64 test's runs)."""
+    key = (name, weight_decay, dtype, len(batches), schedule)
+    if key not in TWINS:
+        TWINS[key] = made_twin_runs(name, weight_decay, dtype, batches, schedule)
+    return TWINS[key]
+
+
+def made_twin_runs(name: str, weight_decay: float, dtype: torch.dtype, batches: list,
+                   schedule: bool) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     by_hand, by_torch, options = PAIRS[name]
     torch.manual_seed(0)
     first = MLP(hidden=[64], dropout=0.0).to(dtype)

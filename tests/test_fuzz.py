@@ -4,7 +4,7 @@ value. Every case ends with exit status 0, 2 or 3, never a traceback, and nothin
 run's folder is created, changed or removed.
 
 The cases are drawn by a seeded generator (``FUZZ_SEED``, default 0) and bounded in number
-(``FUZZ_CASES``, default 40 of each kind); they run in this process (``run_in_process``), each
+(``FUZZ_CASES``, default 25 of each kind); they run in this process (``run_in_process``), each
 a real run of a few training steps. The test names how many cases ran.
 """
 
@@ -27,7 +27,7 @@ from tests.in_process import SMALL, Outcome, interrupted_run, run_in_process
 pytestmark = pytest.mark.slow  # subprocesses, services or many runs
 
 SEED = int(os.environ.get("FUZZ_SEED", "0"))
-CASES = int(os.environ.get("FUZZ_CASES", "40"))
+CASES = int(os.environ.get("FUZZ_CASES", "25"))
 #: the exit statuses a case may end with: completed, bad input, not completed
 ALLOWED = (0, 2, 3)
 #: stands for "the key is removed"
