@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import os
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -17,6 +18,7 @@ from hydra.core.singleton import Singleton
 
 from dlfoundations.app import run_app
 from dlfoundations.interrupts import INTERRUPTS
+from dlfoundations.run.cli import FULL_ERROR_ASKED
 from tests.conftest import ROOT
 
 
@@ -42,9 +44,11 @@ def script(name: str) -> ModuleType:
 
 def run_in_process(name: str, *overrides: str) -> Outcome:
     """Run ``scripts/<name>`` with ``overrides`` as its command line would, in this process.
-    Hydra's global state is put back afterwards, so runs do not see each other's."""
+    Hydra's global state and the environment ``run_app`` sets (``HYDRA_FULL_ERROR``) are put
+    back afterwards, so runs, and the subprocesses tests start later, do not see each other's."""
     main = script(name).main
     state = Singleton.get_state()
+    environment = {key: os.environ.get(key) for key in ("HYDRA_FULL_ERROR", FULL_ERROR_ASKED)}
     argv, output = sys.argv, io.StringIO()
     sys.argv = [str(ROOT / "scripts" / name), *overrides]
     try:
@@ -56,6 +60,11 @@ def run_in_process(name: str, *overrides: str) -> Outcome:
     finally:
         sys.argv = argv
         Singleton.set_state(state)
+        for key, value in environment.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         INTERRUPTS.forget()
     return Outcome(status, output.getvalue())
 
