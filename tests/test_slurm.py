@@ -149,13 +149,15 @@ def test_a_job_stopped_at_its_time_limit_is_requeued_and_resumes(
 
 def test_a_sweep_cancelled_with_scancel_resumes(slurm_cluster: None, tmp_path: Path,
                                                 reference: dict[str, Any]) -> None:
-    """scancel stops both jobs of a running sweep (SIGTERM: each saves last.ckpt and ends
-    interrupted); the same command with resume=true submits them again and each continues to
-    the numbers of a run never interrupted."""
+    """``scancel --signal=TERM`` stops both jobs of a running sweep (each run saves last.ckpt
+    and ends interrupted); the same command with resume=true submits them again and each
+    continues to the numbers of a run never interrupted. (A plain ``scancel`` also signals the
+    ``srun`` in the job's batch step, which then kills its tasks with SIGKILL: a run may end
+    before its handler runs, and without accounting submitit waits for its result for ever.)"""
     sweep, sweep_dir = start_sweep(tmp_path, "seed=0,0")  # two jobs, the reference's numbers
     wait_for(lambda: all((sweep_dir / job / "checkpoints" / "last.ckpt").exists()
                          for job in ("0", "1")), "the first epochs", sweep)
-    subprocess.run(["scancel", *slurm_job_ids()], check=True)
+    subprocess.run(["scancel", "--signal=TERM", *slurm_job_ids()], check=True)
     assert finished(sweep) == 0, diagnosis(tmp_path / "sweep.log", sweep_dir)
     for job in ("0", "1"):
         stopped = json.loads((sweep_dir / job / "metrics.json").read_text())
