@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,19 +131,30 @@ def build_model(cfg: DictConfig, global_batch_size: int) -> tuple[L.LightningMod
     return model, lr
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``.
+@dataclass
+class RunStart:
+    """A run built from its config, before it trains: what the training and the writing of
+    its outputs (``finish_run``) share. A fused group (``dlfoundations.fused``) starts each
+    member this way and trains the members together."""
 
-    Returns the metrics with ``status``: ``completed``, or ``diverged`` / ``interrupted`` (with
-    ``reason``) when the training loss stopped being finite or a signal stopped the run. With
-    ``resume=true`` a run continues in its own folder from ``last.ckpt`` (``resume_point``).
-    """
+    cfg: DictConfig
+    run_dir: Path
+    started: float
+    trainer: L.Trainer
+    model: L.LightningModule
+    datamodule: L.LightningDataModule
+    history: ValidationHistory
+    restoring: RestoredStateGuard
+    lr: float
+    global_batch_size: int
+    facts: dict[str, Any]
+
+
+def start_run(cfg: DictConfig) -> RunStart:
+    """Check ``cfg``, seed, build data, trainer and model (its initial weights drawn after
+    ``seed_everything(cfg.seed)``), write ``config.yaml`` and say the plan line."""
     started = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
-    check_run_config(cfg)
-    finished, ckpt_path = resume_point(cfg, run_dir)
-    if finished is not None:
-        return finished
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
@@ -157,8 +169,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in trainer.loggers:
         if isinstance(logger, RunTensorBoardLogger):
             logger.samples_per_step = global_batch_size
-    if ckpt_path:
-        check_matches(model, read_checkpoint(ckpt_path), ckpt_path)
     if trainer.is_global_zero:
         if not (run_dir / "config.yaml").exists():  # a resumed run keeps the one it has
             write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -167,34 +177,73 @@ def train(cfg: DictConfig) -> dict[str, Any]:
              "global_batch_size": global_batch_size,
              "device": physical_device(trainer.strategy.root_device),
              "cluster_environment": cluster_environment(trainer)}
+    return RunStart(cfg, run_dir, started, trainer, model, datamodule, history, restoring, lr,
+                    global_batch_size, facts)
 
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``.
+
+    Returns the metrics with ``status``: ``completed``, or ``diverged`` / ``interrupted`` (with
+    ``reason``) when the training loss stopped being finite or a signal stopped the run. With
+    ``resume=true`` a run continues in its own folder from ``last.ckpt`` (``resume_point``).
+    """
+    check_run_config(cfg)
+    finished, ckpt_path = resume_point(cfg, Path(cfg.paths.output_dir))
+    if finished is not None:
+        return finished
+    run = start_run(cfg)
+    trainer, model, datamodule = run.trainer, run.model, run.datamodule
+    if ckpt_path:
+        check_matches(model, read_checkpoint(ckpt_path), ckpt_path)
     try:
-        fit(trainer, model, datamodule, ckpt_path, restoring)
+        fit(trainer, model, datamodule, ckpt_path, run.restoring)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        val = history.best(cfg.monitor.metric, cfg.monitor.mode)
-        metrics = {**val, **facts, "best_epoch": val.get("epoch"), "best_checkpoint": best}
         early = stopped_early(trainer)
         if early is not None:  # the best epoch's numbers, not tested
-            metrics.update(status=early[0], reason=early[1])
+            metrics = {**best_epoch(run, best), "status": early[0], "reason": early[1]}
         else:
-            test = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
-                                verbose=False)[0]
-            metrics.update({key: float(value) for key, value in test.items()},
-                           **model.report(), status=Status.COMPLETED)
+            metrics = {**best_epoch(run, best),
+                       **test(trainer, model, datamodule, best), "status": Status.COMPLETED}
     except (TrainingDiverged, RunInterrupted) as err:
         status = Status.DIVERGED if isinstance(err, TrainingDiverged) else Status.INTERRUPTED
-        metrics = {**history.last(), **facts, "status": status, "reason": str(err)}
+        metrics = {**run.history.last(), "status": status, "reason": str(err)}
+    return finish_run(run, metrics, trainer.current_epoch, trainer.global_step)
+
+
+def best_epoch(run: RunStart, best_checkpoint: str) -> dict[str, Any]:
+    """The validation metrics of the run's best epoch, with its number and checkpoint."""
+    val = run.history.best(run.cfg.monitor.metric, run.cfg.monitor.mode)
+    return {**val, "best_epoch": val.get("epoch"), "best_checkpoint": best_checkpoint}
+
+
+def test(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
+         checkpoint: str) -> dict[str, Any]:
+    """The test metrics of ``checkpoint`` (the model as it is where empty), with the model's
+    own final values (``report``)."""
+    tested = trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint or None,
+                          verbose=False)[0]
+    return {**{key: float(value) for key, value in tested.items()}, **model.report()}
+
+
+def finish_run(run: RunStart, metrics: dict[str, Any], epochs: int, global_step: int
+               ) -> dict[str, Any]:
+    """Write the run's ``metrics.json`` (its facts, epochs, steps and time added; final
+    metrics that are not finite make a completed run ``diverged``) and its hyperparameters
+    with the final metrics to its loggers; returns the metrics."""
+    metrics = {**metrics, **run.facts}
     not_finite = first_non_finite(metrics)
     if not_finite and metrics["status"] == Status.COMPLETED:
         metrics.update(status=Status.DIVERGED, reason=f"{not_finite}: the trained model's results "
                        "are not finite numbers")
     metrics.pop("epoch", None)
-    metrics.update(epochs=trainer.current_epoch, global_step=trainer.global_step,
-                   wall_time_s=round(time.perf_counter() - started, 3))
-    if trainer.is_global_zero:
+    metrics.update(epochs=epochs, global_step=global_step,
+                   wall_time_s=round(time.perf_counter() - run.started, 3))
+    if run.trainer.is_global_zero:
         with INTERRUPTS.shield():
-            write_metrics(run_dir, metrics)
-            log_final(trainer, hyperparameters(cfg, lr, global_batch_size), metrics)
+            write_metrics(run.run_dir, metrics)
+            log_final(run.trainer, global_step,
+                      hyperparameters(run.cfg, run.lr, run.global_batch_size), metrics)
     return metrics
 
 
@@ -225,18 +274,19 @@ def plan_line(cfg: DictConfig, lr: float, global_batch_size: int, run_dir: Path)
             f"{cfg.trainer.max_epochs} epochs, seed {cfg.seed} -> {run_dir}")
 
 
-def log_final(trainer: L.Trainer, params: dict[str, Any], metrics: dict[str, Any]) -> None:
+def log_final(trainer: L.Trainer, global_step: int, params: dict[str, Any],
+              metrics: dict[str, Any]) -> None:
     """Hyperparameters with the final metrics (``val/acc`` ...), logged once, apart from the
     curves, so that TensorBoard's HParams view compares runs (CSV: ``final/<metric>``)."""
     final = {key: value for key, value in metrics.items() if "/" in key}
     for logger in trainer.loggers:
         if isinstance(logger, RunTensorBoardLogger):
-            logger.log_run(params, final, logger.samples_seen(trainer.global_step))
+            logger.log_run(params, final, logger.samples_seen(global_step))
             logger.close()
         else:
             logger.log_hyperparams(params)
             logger.log_metrics({f"final/{key}": value for key, value in final.items()},
-                               step=trainer.global_step)
+                               step=global_step)
             logger.finalize("success")
 
 

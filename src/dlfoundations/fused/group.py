@@ -1,0 +1,266 @@
+"""The training of a fused group: every member's step at once, each member's bookkeeping as
+its run alone keeps it.
+
+Per epoch e, member k draws its batch order from ``randperm`` seeded by its seed + e (its
+loader's ``EpochRandomSampler``), from its own train/validation split, normalised by its own
+split's statistics. After each step, the members' losses are checked: a member whose loss is
+not finite stops (``diverged``, the step named) and the others go on. After the epoch's
+steps come validation, the checkpoints (``last.ckpt``, the best epoch's) and the scheduler's
+step, per member. At the end each member tests its best weights and writes its outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dlfoundations.data.resumable_loader import EpochRandomSampler
+from dlfoundations.fused.member import Member
+from dlfoundations.fused.rules import RULES, StackedOptimizer
+from dlfoundations.fused.stacked import StackedNetwork
+from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
+from dlfoundations.status import Status
+
+
+@dataclass
+class StackedSplit:
+    """One split of every member: pixels (K, N, H*W) uint8, labels (K, N), and each member's
+    normalisation x = pixels * scale - shift."""
+
+    pixels: torch.Tensor
+    labels: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor
+    side: tuple[int, int]
+
+    @classmethod
+    def of(cls, members: list[Member], split: str, device: torch.device) -> StackedSplit:
+        datasets = [member.run.datamodule.splits[split] for member in members]
+        return cls(torch.stack([d.images.flatten(1) for d in datasets]).to(device),
+                   torch.stack([d.labels for d in datasets]).to(device),
+                   torch.tensor([d.scale for d in datasets]).view(-1, 1, 1).to(device),
+                   torch.tensor([d.shift for d in datasets]).view(-1, 1, 1).to(device),
+                   tuple(datasets[0].images.shape[1:]))
+
+    def __len__(self) -> int:
+        return self.labels.shape[1]
+
+    def batch(self, index: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows ``index`` (K, B) of each member: x (K, B, 1, H, W) in ``dtype``, y (K, B)."""
+        rows = torch.arange(len(index), device=index.device).unsqueeze(1)
+        x = (self.pixels[rows, index] * self.scale).sub_(self.shift)  # as InMemoryImages
+        return x.to(dtype).view(*index.shape, 1, *self.side), self.labels[rows, index]
+
+
+def batches(limit: int | float | None, size: int, batch_size: int) -> int:
+    """How many batches an epoch takes: Lightning's ``limit_*_batches`` (a count, a fraction
+    or null: all) of ceil(size / batch_size)."""
+    total = math.ceil(size / batch_size)
+    if limit is None:
+        return total
+    if isinstance(limit, float) and limit <= 1.0:
+        return int(total * limit)
+    return min(total, int(limit))
+
+
+class FusedGroup:
+    """Members of one shape trained as one stacked model on one device."""
+
+    def __init__(self, members: list[Member]):
+        members.sort(key=lambda member: list(RULES).index(type(member.optimizer)))
+        self.members = members
+        first = members[0].run
+        self.cfg = first.cfg
+        self.device = first.trainer.strategy.root_device
+        self.dtype = torch.float64 if str(self.cfg.trainer.precision).startswith("64") \
+            else torch.float32
+        self.network = StackedNetwork([member.run.model.net for member in members],
+                                      [member.generator for member in members])
+        self.network.to(self.device, self.dtype)
+        for member in members:  # its checkpoints and its test in the group's precision
+            member.run.model.to(self.device, self.dtype)
+        self.params = list(self.network.params)
+        self.optimizer = StackedOptimizer(self.params,
+                                          [RULES[type(member.optimizer)] for member in members],
+                                          [member.hyperparameters() for member in members])
+        self.splits = {split: StackedSplit.of(members, split, self.device)
+                       for split in ("train", "val")}
+        self.batch_size = first.datamodule.batch_size
+        self.global_step = 0
+        self.epoch = 0
+        self.active = [True] * len(members)
+        self.last_finite: list[float | None] = [None] * len(members)
+
+    # -- training ---------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        """Train every member for ``trainer.max_epochs`` epochs; a signal saves every member's
+        state (``last.ckpt``) and ends each ``interrupted``."""
+        try:
+            with INTERRUPTS.run():
+                while self.epoch < self.cfg.trainer.max_epochs and any(self.active):
+                    self.train_epoch()
+                    self.validate_and_save()
+                    self.epoch += 1
+        except RunInterrupted as err:
+            self.stop_all(Status.INTERRUPTED, str(err))
+            raise
+        self.end_all()
+
+    def train_epoch(self) -> None:
+        split, trainer = self.splits["train"], self.cfg.trainer
+        members = len(self.members)
+        orders = torch.stack([EpochRandomSampler(range(len(split)),
+                                                 member.run.datamodule.seed + self.epoch)
+                              .order() for member in self.members]).to(self.device)
+        steps = batches(trainer.limit_train_batches, len(split), self.batch_size)
+        sums = torch.zeros(members, 2, dtype=self.dtype, device=self.device)
+        seen, started = 0, time.perf_counter()
+        self.network.train()
+        INTERRUPTS.enter_steps()
+        for index in range(steps):
+            if self.global_step % trainer.log_every_n_steps == 0:
+                self.log_each({"train/lr": member.lr} for member in self.members)
+            x, y = split.batch(orders[:, index * self.batch_size:(index + 1) * self.batch_size],
+                               self.dtype)
+            logits = self.network(x)
+            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none"
+                                     ).view(members, -1).mean(dim=1)
+            self.optimizer.zero_grad()
+            losses.sum().backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                correct = (logits.argmax(dim=2) == y).sum(dim=1)
+                sums += torch.stack((losses * y.shape[1], correct.to(self.dtype)), dim=1)
+            seen += y.shape[1]
+            if (self.global_step + 1) % trainer.log_every_n_steps == 0:
+                self.log_each({"train/loss": loss} for loss in losses.detach().tolist())
+            self.check_finite(losses)
+            self.global_step += 1
+            if INTERRUPTS.received is not None:
+                INTERRUPTS.leave_steps()
+                self.save_all(last_only=True)
+                raise RunInterrupted(f"{INTERRUPTS.signal_name()} at step {self.global_step} "
+                                     f"(epoch {self.epoch}); last.ckpt holds the state to "
+                                     "resume from")
+        INTERRUPTS.stop_deferring()
+        seconds = time.perf_counter() - started
+        means = (sums / max(seen, 1)).tolist()
+        self.train_metrics = [{"train/loss_epoch": loss, "train/acc": acc} for loss, acc in means]
+        self.timing = {"train/epoch_s": seconds, "train/samples_per_s": seen / seconds}
+
+    def check_finite(self, losses: torch.Tensor) -> None:
+        """Stop each member whose loss is not finite (on a GPU, checked every
+        ``log_every_n_steps`` steps, as ``DivergenceGuard`` checks a single run)."""
+        if self.device.type != "cpu" and self.global_step % self.cfg.trainer.log_every_n_steps:
+            return
+        values = losses.detach().tolist()
+        for k, member in enumerate(self.members):
+            if not self.active[k]:
+                continue
+            if math.isfinite(values[k]):
+                self.last_finite[k] = values[k]
+                continue
+            self.active[k] = False
+            member.finish({**member.run.history.last(), "status": Status.DIVERGED,
+                           "reason": f"the training loss became {values[k]} at step "
+                           f"{self.global_step} (epoch {self.epoch}); the last finite loss was "
+                           f"{self.last_finite[k]}"}, self.epoch, self.global_step)
+
+    # -- validation, checkpoints, schedules --------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, split: StackedSplit, limit: int | float | None) -> torch.Tensor:
+        """Each member's mean loss and accuracy over ``split`` (K, 2), in order."""
+        self.network.eval()
+        sums = torch.zeros(len(self.members), 2, dtype=torch.float64, device=self.device)
+        count = 0
+        for index in range(batches(limit, len(split), self.batch_size)):
+            stop = min(len(split), (index + 1) * self.batch_size)
+            rows = torch.arange(index * self.batch_size, stop, device=self.device)
+            x, y = split.batch(rows.expand(len(self.members), -1), self.dtype)
+            logits = self.network(x)
+            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+            correct = (logits.argmax(dim=2) == y).sum(dim=1)
+            sums += torch.stack((loss.view(len(self.members), -1).sum(dim=1).double(),
+                                 correct.double()), dim=1)
+            count += len(rows)
+        return sums / max(count, 1)
+
+    def validate_and_save(self) -> None:
+        val = self.evaluate(self.splits["val"], self.cfg.trainer.limit_val_batches).tolist()
+        for k, member in enumerate(self.members):
+            if not self.active[k]:
+                continue
+            metrics = {"val/loss": val[k][0], "val/acc": val[k][1], **self.train_metrics[k]}
+            member.run.history.epochs.append({"epoch": self.epoch, **metrics})
+            self.log(member, {**metrics, **self.timing}, self.global_step - 1)
+            self.save(k, member, last_only=False)
+            if member.scheduler is not None:
+                with warnings.catch_warnings():  # its optimizer holds the rate, never steps
+                    warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step")
+                    member.scheduler.step()
+                self.optimizer.set_lr(k, member.lr)
+
+    def save(self, k: int, member: Member, last_only: bool) -> None:
+        """``last.ckpt`` and, when this epoch is the member's best so far, ``epochNN.ckpt``
+        (the previous best removed), as ``ModelCheckpoint`` with ``save_top_k=1``."""
+        state = self.network.member_state(member.run.model.net, k)
+        checkpoint = member.checkpoint(state, self.epoch, self.global_step,
+                                       {"optimizer": self.optimizer.member_state(k)})
+        with INTERRUPTS.shield():
+            member.save(checkpoint, "last.ckpt")
+            if last_only:
+                return
+            monitor = member.cfg.monitor
+            score = member.run.history.last().get(monitor.metric)
+            better = score is not None and math.isfinite(score) and (
+                member.best_score is None
+                or (score > member.best_score if monitor.mode == "max"
+                    else score < member.best_score))
+            if better:
+                previous, member.best_score = member.best_path, score
+                member.best_path = member.save(checkpoint, f"epoch{self.epoch:02d}.ckpt")
+                if previous is not None and previous != member.best_path:
+                    previous.unlink(missing_ok=True)
+                member.best_state = state
+
+    def save_all(self, last_only: bool) -> None:
+        for k, member in enumerate(self.members):
+            if self.active[k]:
+                self.save(k, member, last_only)
+
+    # -- the end ------------------------------------------------------------------------------
+
+    def end_all(self) -> None:
+        """Each member still training tests its best weights and writes its outputs."""
+        for k, member in enumerate(self.members):
+            if self.active[k]:
+                self.active[k] = False
+                if member.best_state is not None:
+                    member.run.model.net.load_state_dict(member.best_state)
+                member.finish({"status": Status.COMPLETED}, self.epoch, self.global_step)
+
+    def stop_all(self, status: Status, reason: str) -> None:
+        for k, member in enumerate(self.members):
+            if self.active[k]:
+                self.active[k] = False
+                member.finish({**member.run.history.last(), "status": status,
+                               "reason": reason}, self.epoch, self.global_step)
+
+    # -- TensorBoard --------------------------------------------------------------------------
+
+    def log(self, member: Member, metrics: dict[str, float], step: int) -> None:
+        for logger in member.run.trainer.loggers:
+            logger.log_metrics(metrics, step)
+
+    def log_each(self, metrics: Iterable[dict[str, float]]) -> None:
+        for k, (member, values) in enumerate(zip(self.members, metrics, strict=True)):
+            if self.active[k]:
+                self.log(member, values, self.global_step)

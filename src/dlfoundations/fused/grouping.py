@@ -1,0 +1,50 @@
+"""Which jobs of a sweep train together: those whose work has the same shape.
+
+Members of a group may differ in what only changes numbers: the optimizer and its keys, the
+learning rate and its scaling, the scheduler, the initialiser, the seed (and ``data.seed``,
+which follows it), the dropout rates. Everything else (model and network options, batch
+size, epochs and the trainer's limits, the other data options, precision, gradients) must be
+equal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+#: the config keys in which the members of one group may differ
+MEMBER_KEYS = ("optim", "lr_scaling", "scheduler", "init", "seed", "data.seed",
+               "model.net.dropout", "paths", "resume", "verbose", "report")
+
+
+def shape_key(cfg: DictConfig) -> str:
+    """What must be equal for two jobs to train together, as one string."""
+    values: dict[str, Any] = OmegaConf.to_container(cfg, resolve=False)
+    values.pop("hydra", None)
+    for key in MEMBER_KEYS:
+        *parents, last = key.split(".")
+        node = values
+        for parent in parents:
+            node = node.get(parent) or {}
+        node.pop(last, None)
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def fused_groups(configs: Sequence[DictConfig]) -> list[list[int]]:
+    """The positions of the jobs of each group, groups in the order of their first job."""
+    groups: dict[str, list[int]] = {}
+    for position, cfg in enumerate(configs):
+        groups.setdefault(shape_key(cfg), []).append(position)
+    return list(groups.values())
+
+
+def plan_line(groups: list[list[int]]) -> str:
+    """E.g. ``18 jobs in 3 fused groups of 6`` or ``7 jobs in 2 fused groups of 4, 3``."""
+    jobs = sum(len(group) for group in groups)
+    sizes = sorted({len(group) for group in groups}, reverse=True)
+    noun = "group" if len(groups) == 1 else "groups"
+    of = ", ".join(str(len(group)) for group in groups) if len(sizes) > 1 else str(sizes[0])
+    return f"{jobs} jobs in {len(groups)} fused {noun} of {of}"

@@ -1,0 +1,191 @@
+"""One job of a fused group: a whole run, built and written by the single run's own code.
+
+A member claims its folder (``take_folder``), is checked (``check_run_config``) and built
+(``start_run``: seed, data, trainer with its loggers and callbacks, model with its initial
+weights, ``config.yaml``, the plan line) exactly as the job alone would be; the group then
+trains it with the others, and the member ends with the single run's test and outputs
+(``test``, ``finish_run``). While the launcher works on a member (``active``), Hydra's
+config is the member's and its log file is the one that receives the lines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from dlfoundations.errors import require
+from dlfoundations.fused import rules
+from dlfoundations.models.base import qualified_name
+from dlfoundations.models.classifier import Classifier
+from dlfoundations.run import console
+from dlfoundations.run.checkpoints import SafeCheckpointIO
+from dlfoundations.run.checks import check_run_config
+from dlfoundations.run.cli import check_added_keys, one_line, record_failure, take_folder
+from dlfoundations.run.train import RunStart, best_epoch, finish_run, start_run, test
+from dlfoundations.status import Status
+
+#: the names a config gives the one model class a fused group trains
+CLASSIFIER_NAMES = ("dlfoundations.models.Classifier", qualified_name(Classifier))
+#: the precisions a fused group computes in
+PRECISIONS = ("32-true", "64-true", "32", "64")
+
+
+def job_folder(sweep_config: DictConfig) -> Path:
+    """The job's folder, as Hydra names it: ``hydra.sweep.dir`` / ``hydra.sweep.subdir``."""
+    HydraConfig.instance().set_config(sweep_config)
+    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+
+
+def check_fusable(cfg: DictConfig) -> None:
+    """What a fused group computes: a classifier on one device, one optimizer step per batch,
+    validation every epoch, in float32 or float64."""
+    target = cfg.model.get("_target_")
+    require(target in CLASSIFIER_NAMES, "model._target_", target,
+            f"{CLASSIFIER_NAMES[0]} with hydra/launcher=fused (model=softmax, mlp, lenet or "
+            "lenet_modern); run other models with another launcher")
+    trainer = cfg.trainer
+    for key, plain in (("devices", 1), ("num_nodes", 1), ("accumulate_grad_batches", 1),
+                       ("gradient_clip_val", None), ("check_val_every_n_epoch", 1)):
+        value = trainer.get(key, plain)
+        require(value == plain, f"trainer.{key}", value,
+                f"{plain if plain is not None else 'null'} with hydra/launcher=fused (a group "
+                "trains on one device, one step per batch, validating every epoch)")
+    require(str(trainer.get("precision")) in PRECISIONS, "trainer.precision",
+            trainer.get("precision"), "32-true or 64-true with hydra/launcher=fused")
+    require(cfg.get("gradients") == "autograd", "gradients", cfg.get("gradients"),
+            "autograd with hydra/launcher=fused")
+    require(cfg.get("ckpt_path") is None, "ckpt_path", cfg.get("ckpt_path"),
+            "null with hydra/launcher=fused (a group starts from its members' initialisers)")
+
+
+@dataclass
+class Member:
+    """One job of the group: its configs, folder, log file and, once built, its run."""
+
+    position: int
+    sweep_config: DictConfig
+    cfg: DictConfig
+    run_dir: Path
+    log: console.RunLog
+    run: RunStart | None = None
+    #: the member's dropout masks come from here: torch's global generator as its run
+    #: alone has it once its model is built
+    generator: torch.Generator | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: Any = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    best_path: Path | None = None
+    best_score: float | None = None
+    #: the weights of the best epoch so far, tested at the end
+    best_state: dict[str, torch.Tensor] | None = None
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Hydra's config is this job's and its log file receives the lines (as in a job of
+        the default launcher)."""
+        HydraConfig.instance().set_config(self.sweep_config)
+        root = logging.getLogger()
+        root.addHandler(self.log)
+        try:
+            yield
+        finally:
+            root.removeHandler(self.log)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.metrics) and self.metrics.get("status") != Status.COMPLETED
+
+    def fail(self, err: BaseException) -> None:
+        """End this member alone with ``failed`` and the one-line reason (in its folder where
+        it claimed one); the group goes on without it."""
+        self.metrics = {"status": Status.FAILED, "reason": one_line(err)}
+        if self.log.fd is not None:  # the folder is the member's
+            record_failure(self.run_dir, self.metrics)
+        with self.active():
+            console.say(f"job {Status.FAILED}: {self.metrics['reason']}", error=True)
+
+    def hyperparameters(self) -> dict[str, float]:
+        return rules.hyperparameters(self.optimizer)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def checkpoint(self, network_state: dict[str, torch.Tensor], epoch: int, global_step: int,
+                   fused_state: dict[str, Any]) -> dict[str, Any]:
+        """The member's checkpoint in the single run's format (``scripts/eval.py`` reads it),
+        with the state a fused group resumes from (``fused``)."""
+        model, datamodule = self.run.model, self.run.datamodule
+        model.net.load_state_dict(network_state)
+        return {"epoch": epoch, "global_step": global_step,
+                "pytorch-lightning_version": lightning.__version__,
+                "state_dict": model.state_dict(), "hparams_name": "kwargs",
+                "hyper_parameters": dict(model.hparams),
+                "datamodule_hparams_name": "kwargs",
+                "datamodule_hyper_parameters": dict(datamodule.hparams),
+                "model_class": qualified_name(type(model)),
+                "datamodule_class": qualified_name(type(datamodule)), "fused": fused_state}
+
+    def save(self, checkpoint: dict[str, Any], name: str) -> Path:
+        path = self.run_dir / "checkpoints" / name
+        SafeCheckpointIO().save_checkpoint(checkpoint, path)
+        return path
+
+    def finish(self, metrics: dict[str, Any], epochs: int, global_step: int) -> None:
+        """End the run as a single run ends: test the best weights where it completed, then
+        ``metrics.json`` and the final HParams through ``finish_run``."""
+        with self.active():
+            if metrics.get("status") == Status.COMPLETED:
+                metrics = {**metrics, **best_epoch(self.run, str(self.best_path or "")),
+                           **test(self.run.trainer, self.run.model, self.run.datamodule, "")}
+            self.metrics = finish_run(self.run, metrics, epochs, global_step)
+            if self.metrics["status"] != Status.COMPLETED:
+                console.say(f"job {self.metrics['status']}: {self.metrics.get('reason')}",
+                            error=True)
+
+
+def open_member(position: int, sweep_config: DictConfig) -> Member:
+    """The job at ``position`` of the sweep with its folder and log file (not yet claimed)."""
+    run_dir = job_folder(sweep_config)
+    with read_write(sweep_config.hydra.runtime):
+        sweep_config.hydra.runtime.output_dir = str(run_dir.absolute())
+    cfg = OmegaConf.masked_copy(sweep_config, [key for key in sweep_config if key != "hydra"])
+    log = console.RunLog(str(run_dir / f"{sweep_config.hydra.job.name}.log"))
+    log.setFormatter(logging.Formatter("[%(asctime)s] %(message)s"))
+    return Member(position, sweep_config, cfg, run_dir, log)
+
+
+def build_member(member: Member) -> bool:
+    """Claim the member's folder and build its run as the job alone would; False where it
+    was refused (``failed`` in its folder, one sentence) or had finished before (resume)."""
+    with member.active():
+        try:
+            member.run_dir.mkdir(parents=True, exist_ok=True)  # as Hydra's run_job does
+            owner = take_folder(member.cfg, member.run_dir)
+            if owner is None:
+                return False
+            check_added_keys(member.cfg)
+            check_run_config(member.cfg)
+            with open_dict(member.cfg):
+                OmegaConf.resolve(member.cfg)  # ${hydra:...} while Hydra's config is the job's
+            member.run = start_run(member.cfg)
+            member.generator = torch.Generator().set_state(torch.get_rng_state())
+            dummy = torch.zeros(1, requires_grad=True)
+            member.optimizer = member.run.model.optimizer([{"params": [dummy]}])
+            if member.run.model.scheduler is not None:
+                member.scheduler = member.run.model.scheduler(member.optimizer)
+            member.hyperparameters()  # refuses options no rule computes
+            member.run.datamodule.setup("fit")
+        except Exception as err:  # as in a multirun: the job fails, the sweep goes on
+            member.fail(err)
+            return False
+    return True

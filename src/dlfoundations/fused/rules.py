@@ -1,0 +1,217 @@
+"""The optimizers' update rules over stacked parameters, each hyperparameter one value per
+member (a tensor of shape (n, 1, ...) broadcast over the member's parameter).
+
+A rule updates the members ``[start, stop)`` of every stacked parameter at once: its slice is a
+view, so one call per rule and parameter updates every member that uses that rule. The
+formulas are those of ``torch.optim`` (and of ``dlfoundations.scratch_optimizers`` for the
+notes' momentum); g = dL/dw + lambda * w, with lambda = 0 for biases (weight decay on weights
+only), except AdamW's decoupled decay, w <- w (1 - eta lambda).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from dlfoundations import scratch_optimizers
+from dlfoundations.errors import UserError
+
+Hyper = dict[str, torch.Tensor]
+State = dict[str, torch.Tensor]
+
+
+def sgd(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+    """b <- g (first step), then b <- mu b + (1 - dampening) g; w <- w - eta b (mu = 0: w <-
+    w - eta g), as ``torch.optim.SGD``."""
+    if "momentum_buffer" not in state:
+        state["momentum_buffer"] = g.clone()
+    else:
+        damped = torch.where(h["momentum"] > 0, 1 - h["dampening"], torch.ones_like(h["lr"]))
+        state["momentum_buffer"].mul_(h["momentum"]).add_(damped * g)
+    b = state["momentum_buffer"]
+    p.sub_(h["lr"] * torch.where(h["momentum"] > 0, b, g))
+
+
+def notes_momentum(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+    """v <- gamma v + eta g, w <- w - v (``scratch_optimizers.Momentum``)."""
+    v = state.setdefault("v", torch.zeros_like(p))
+    v.mul_(h["momentum"]).add_(h["lr"] * g)
+    p.sub_(v)
+
+
+def adagrad(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+    """s <- s + g^2, w <- w - eta_t g / (sqrt(s) + eps), eta_t = eta / (1 + (t - 1) lr_decay)."""
+    s = state.setdefault("sum", torch.zeros_like(p))
+    s.addcmul_(g, g)
+    p.sub_(h["lr"] / (1 + (step - 1) * h["lr_decay"]) * g / (s.sqrt() + h["eps"]))
+
+
+def rmsprop(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+    """s <- gamma s + (1 - gamma) g^2, w <- w - eta g / (sqrt(s) + eps); gamma is ``alpha``."""
+    s = state.setdefault("square_avg", torch.zeros_like(p))
+    s.mul_(h["alpha"]).add_((1 - h["alpha"]) * g * g)
+    p.sub_(h["lr"] * g / (s.sqrt() + h["eps"]))
+
+
+def adadelta(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+    """s <- rho s + (1 - rho) g^2, g' = sqrt(delta + eps) / sqrt(s + eps) g, w <- w - eta g',
+    delta <- rho delta + (1 - rho) g'^2."""
+    s = state.setdefault("square_avg", torch.zeros_like(p))
+    delta = state.setdefault("acc_delta", torch.zeros_like(p))
+    rho, eps = h["rho"], h["eps"]
+    s.mul_(rho).add_((1 - rho) * g * g)
+    rescaled = (delta + eps).sqrt() / (s + eps).sqrt() * g
+    delta.mul_(rho).add_((1 - rho) * rescaled * rescaled)
+    p.sub_(h["lr"] * rescaled)
+
+
+def adam(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+    """v <- beta1 v + (1 - beta1) g, s <- beta2 s + (1 - beta2) g^2,
+    w <- w - eta v / (1 - beta1^t) / (sqrt(s / (1 - beta2^t)) + eps)."""
+    v = state.setdefault("exp_avg", torch.zeros_like(p))
+    s = state.setdefault("exp_avg_sq", torch.zeros_like(p))
+    beta1, beta2 = h["beta1"], h["beta2"]
+    v.mul_(beta1).add_((1 - beta1) * g)
+    s.mul_(beta2).add_((1 - beta2) * g * g)
+    denom = (s.sqrt() / (1 - beta2 ** step).sqrt()).add_(h["eps"])
+    p.sub_(h["lr"] / (1 - beta1 ** step) * v / denom)
+
+
+def adamw(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+    """w <- w (1 - eta lambda), then Adam on dL/dw (``torch.optim.AdamW``)."""
+    p.mul_(1 - h["lr"] * h["decoupled_decay"])
+    adam(p, g, state, h, step)
+
+
+Rule = Callable[[torch.Tensor, torch.Tensor, State, Hyper, int], None]
+#: each optimizer class a member may use, with its rule
+RULES: dict[type[torch.optim.Optimizer], Rule] = {
+    torch.optim.SGD: sgd, scratch_optimizers.SGD: sgd,
+    scratch_optimizers.Momentum: notes_momentum,
+    torch.optim.Adagrad: adagrad, scratch_optimizers.AdaGrad: adagrad,
+    torch.optim.RMSprop: rmsprop, scratch_optimizers.RMSProp: rmsprop,
+    torch.optim.Adadelta: adadelta, scratch_optimizers.AdaDelta: adadelta,
+    torch.optim.Adam: adam, scratch_optimizers.Adam: adam,
+    torch.optim.AdamW: adamw,
+}
+#: options a rule does not compute, with the only value it takes
+FIXED_OPTIONS = {"nesterov": False, "amsgrad": False, "centered": False, "maximize": False,
+                 "initial_accumulator_value": 0, "capturable": False, "differentiable": False}
+
+
+def hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """A member's hyperparameters, read from the optimizer its run alone would build (the
+    class's defaults for the keys its config leaves out); refuses options no rule computes."""
+    if type(optimizer) not in RULES:
+        raise UserError(f"optim._target_={type(optimizer).__module__}."
+                        f"{type(optimizer).__qualname__} is not allowed with "
+                        "hydra/launcher=fused: it fuses the optimizers of optim/ and "
+                        "optim/scratch/; run this sweep with another launcher.")
+    group = optimizer.param_groups[0]
+    for key, allowed in FIXED_OPTIONS.items():
+        if key in group and group[key] not in (allowed, None):
+            raise UserError(f"optim.{key}={group[key]} is not allowed with hydra/launcher=fused "
+                            f"(it computes {key}={allowed} only); run this sweep with another "
+                            "launcher.")
+    if group.get("momentum", 0) and type(optimizer) is torch.optim.RMSprop:
+        raise UserError(f"optim.momentum={group['momentum']} is not allowed for RMSprop with "
+                        "hydra/launcher=fused (it computes momentum=0 only).")
+    values = {key: value for key, value in group.items()
+              if isinstance(value, int | float) and not isinstance(value, bool)}
+    if "betas" in group:
+        values["beta1"], values["beta2"] = group["betas"]
+    if type(optimizer) is torch.optim.AdamW:
+        values["decoupled_decay"], values["weight_decay"] = values["weight_decay"], 0.0
+    signature = inspect.signature(type(optimizer))
+    for key in ("momentum", "dampening", "lr_decay"):
+        if key in signature.parameters and key not in values:
+            values[key] = signature.parameters[key].default
+    return values
+
+
+@dataclass
+class RuleGroup:
+    """The members ``[start, stop)`` that share one rule, their hyperparameters (n values
+    each) and their state per stacked parameter."""
+
+    rule: Rule
+    start: int
+    stop: int
+    values: dict[str, list[float]]
+    state: list[State] = field(default_factory=list)
+
+    def hyper(self, like: torch.Tensor, decayed: bool) -> Hyper:
+        """The hyperparameters as tensors shaped (n, 1, ...) for a parameter like ``like``."""
+        shape = (self.stop - self.start,) + (1,) * (like.ndim - 1)
+        hyper = {key: torch.tensor(values, dtype=like.dtype, device=like.device).view(shape)
+                 for key, values in self.values.items()}
+        if not decayed:
+            hyper["weight_decay"] = torch.zeros_like(hyper["weight_decay"])
+            if "decoupled_decay" in hyper:
+                hyper["decoupled_decay"] = torch.zeros_like(hyper["decoupled_decay"])
+        return hyper
+
+
+class StackedOptimizer:
+    """Every member's optimizer over the stacked parameters: members sorted by rule, each
+    rule applied once per parameter to its members' slice. ``set_lr`` changes one member's
+    rate (its schedule); the step count t is shared (the members step together)."""
+
+    def __init__(self, params: list[torch.nn.Parameter], rules: list[Rule],
+                 values: list[dict[str, float]]):
+        self.params = params
+        self.step_count = 0
+        self.groups: list[RuleGroup] = []
+        for member, (rule, member_values) in enumerate(zip(rules, values, strict=True)):
+            if not self.groups or self.groups[-1].rule is not rule:
+                self.groups.append(RuleGroup(rule, member, member, {}))
+            group = self.groups[-1]
+            if group.values and set(group.values) != set(member_values):
+                raise UserError("members of one rule have different hyperparameters")
+            for key, value in member_values.items():
+                group.values.setdefault(key, []).append(float(value))
+            group.stop = member + 1
+        for group in self.groups:
+            group.state = [{} for _ in params]
+        self._hyper: list[list[tuple[Hyper, Hyper]]] | None = None
+
+    def set_lr(self, member: int, lr: float) -> None:
+        for group in self.groups:
+            if group.start <= member < group.stop:
+                group.values["lr"][member - group.start] = lr
+        self._hyper = None
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        if self._hyper is None:
+            self._hyper = [[(group.hyper(param, True), group.hyper(param, False))
+                            for param in self.params] for group in self.groups]
+        self.step_count += 1
+        for group, hypers in zip(self.groups, self._hyper, strict=True):
+            for index, (param, state, (decayed, plain)) in enumerate(
+                    zip(self.params, group.state, hypers, strict=True)):
+                if param.grad is None:
+                    continue
+                p = param[group.start:group.stop]
+                hyper = decayed if param.ndim > 2 else plain  # weights (ndim > 1 per member)
+                g = param.grad[group.start:group.stop]
+                g = g + hyper["weight_decay"] * p
+                group.rule(p, g, state, hyper, self.step_count)
+
+    def member_state(self, member: int) -> dict[str, Any]:
+        """Member ``member``'s optimizer state: per parameter index, its tensors."""
+        for group in self.groups:
+            if group.start <= member < group.stop:
+                offset = member - group.start
+                return {"step": self.step_count,
+                        "state": [{key: value[offset].clone() for key, value in state.items()}
+                                  for state in group.state]}
+        raise IndexError(member)

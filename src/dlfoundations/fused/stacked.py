@@ -1,0 +1,127 @@
+"""K networks of the same shape as one: each layer computes all members at once.
+
+A Linear layer's weights are stacked into W of shape (K, out, in) and applied as one batched
+matrix product, o_k = x_k W_k^T + b_k; a Conv2d layer's into one grouped convolution
+(``groups=K``) over the members' channels side by side. Activations and pooling act on every
+member alike. Dropout draws each member's mask from the member's own generator, the numbers
+its run alone draws from torch's global one: m = bernoulli(1 - p) / (1 - p), as ``F.dropout``
+draws them on the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlfoundations.errors import UserError
+
+#: layers that act on each value alone, or on each channel alone: the same for every member
+SHARED_LAYERS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU,
+                 nn.AvgPool2d, nn.MaxPool2d, nn.Identity)
+
+
+@dataclass
+class Layer:
+    """One layer of the stacked network: ``kind`` (linear, conv, flatten or shared), the
+    module of the first member (its options), and the dropout rate of each member after it."""
+
+    kind: str
+    module: nn.Module
+    dropout: list[float] = field(default_factory=list)
+
+
+def layers_of(network: nn.Module) -> list[tuple[nn.Module, float]]:
+    """The layers of a sequential network, each with the dropout rate that follows it."""
+    layers: list[tuple[nn.Module, float]] = []
+    for module in network.children():
+        if isinstance(module, nn.Dropout):
+            layers[-1] = (layers[-1][0], module.p)
+        elif isinstance(module, nn.Sequential):
+            layers += layers_of(module)
+        else:
+            layers.append((module, 0.0))
+    return layers
+
+
+def kind_of(module: nn.Module) -> str:
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if isinstance(module, nn.Conv2d):
+        return "conv"
+    if isinstance(module, nn.Flatten):
+        return "flatten"
+    if isinstance(module, SHARED_LAYERS):
+        return "shared"
+    raise UserError(f"hydra/launcher=fused cannot stack a {type(module).__name__} layer (it "
+                    "stacks Linear, Conv2d, pooling, activations and dropout); run this sweep "
+                    "with another launcher, e.g. hydra/launcher=side_by_side.")
+
+
+class StackedNetwork(nn.Module):
+    """The members' networks as one: ``params[i]`` holds the i-th parameter of every member,
+    shape (K, *its shape). Input (K, B, ...) gives output (K, B, outputs)."""
+
+    def __init__(self, networks: list[nn.Module], generators: list[torch.Generator]):
+        super().__init__()
+        members = [layers_of(network) for network in networks]
+        first = [type(module) for module, _ in members[0]]
+        if any([type(module) for module, _ in layers] != first for layers in members):
+            raise UserError("the members of a fused group have networks of different layers")
+        self.layers = [Layer(kind_of(module), module, [layers[i][1] for layers in members])
+                       for i, (module, _) in enumerate(members[0])]
+        self.params = nn.ParameterList(
+            torch.stack([param.detach() for param in params])
+            for params in zip(*(network.parameters() for network in networks), strict=True))
+        self.generators = generators
+
+    @property
+    def members(self) -> int:
+        return len(self.generators)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = iter(self.params)
+        members, batch = x.shape[0], x.shape[1]
+        conv = x.ndim == 5  # (K, B, C, H, W): the members' channels side by side, (B, K*C, H, W)
+        if conv:
+            x = x.transpose(0, 1).flatten(1, 2)
+        for layer in self.layers:
+            if layer.kind == "linear":
+                weight, bias = next(params), next(params)
+                x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            elif layer.kind == "conv":
+                weight, bias = next(params), next(params)
+                conv_layer = layer.module
+                x = F.conv2d(x, weight.flatten(0, 1), bias.flatten(), conv_layer.stride,
+                             conv_layer.padding, conv_layer.dilation, groups=members)
+            elif layer.kind == "flatten":
+                if conv:
+                    x = x.view(batch, members, -1).transpose(0, 1)
+                    conv = False
+                else:
+                    x = x.flatten(2)
+            else:
+                x = layer.module(x)
+            if self.training and any(layer.dropout):
+                x = x * self.dropout_masks(x, layer.dropout)
+        return x
+
+    def dropout_masks(self, x: torch.Tensor, rates: list[float]) -> torch.Tensor:
+        """Each member's mask, m = bernoulli(1 - p) / (1 - p), drawn from its generator (ones
+        for a member without dropout here)."""
+        masks = []
+        for rate, generator, values in zip(rates, self.generators, x, strict=True):
+            if rate > 0:
+                mask = torch.empty_like(values).bernoulli_(1 - rate, generator=generator)
+                masks.append(mask.div_(1 - rate))
+            else:
+                masks.append(torch.ones_like(values))
+        return torch.stack(masks)
+
+    def member_state(self, network: nn.Module, member: int) -> dict[str, torch.Tensor]:
+        """Member ``member``'s weights as a state dict of ``network`` (its own network)."""
+        names = [name for name, _ in network.named_parameters()]
+        return {name: param[member].detach().clone()
+                for name, param in zip(names, self.params, strict=True)}

@@ -1,0 +1,195 @@
+"""The fused launcher (``hydra/launcher=fused``): jobs of one shape trained as one stacked
+model, each member a whole run. Real data, real training steps, the scripts run in this
+process (``tests.in_process``) as on the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dlfoundations.fused.grouping import fused_groups, plan_line
+from tests.in_process import SMALL, run_in_process
+
+#: 50 steps in float64 over two epochs (a schedule changes the rate between them)
+STEPS_50 = ("model=mlp", "trainer.precision=64-true", "trainer.max_epochs=2",
+            "trainer.limit_train_batches=25", "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=2", "threads=1")
+
+
+def jobs(sweep_dir: Path) -> dict[str, Path]:
+    """The sweep's job folders by name."""
+    return {path.parent.name: path.parent for path in sweep_dir.glob("*/metrics.json")}
+
+
+def metrics_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def weights(run_dir: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / name, weights_only=False)["state_dict"]
+
+
+def largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[key].double() - b[key].double()).abs().max().item() for key in a)
+
+
+def fused_sweep(sweep_dir: Path, *overrides: str) -> dict[str, Path]:
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", *overrides,
+                             f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}")
+    assert outcome.status == 0, outcome.output[-3000:]
+    return jobs(sweep_dir)
+
+
+def solo_run(run_dir: Path, *overrides: str) -> Path:
+    outcome = run_in_process("train.py", *overrides, f"hydra.run.dir={run_dir}")
+    assert outcome.status == 0, outcome.output[-3000:]
+    return run_dir
+
+
+SWEEPS = {
+    "optimizers": ("optim=sgd,momentum,adagrad,rmsprop,adadelta,adam,adamw,scratch/sgd,"
+                   "scratch/momentum,scratch/adagrad,scratch/rmsprop,scratch/adadelta,"
+                   "scratch/adam", "scheduler=exponential", "optim.weight_decay=0.001"),
+    "schedulers": ("optim=momentum", "scheduler=cosine,exponential,step,none",
+                   "scheduler.step_size=1"),
+    "initialisers": ("optim=adam", "init=default,normal,xavier,kaiming,zeros", "seed=3"),
+    "seeds and rates": ("optim=adam", "seed=0,1", "optim.lr=0.001,0.01",
+                        "lr_scaling.rule=linear", "data.batch_size=128"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_every_member_equals_its_solo_run_in_float64(sweep: str, tmp_path: Path,
+                                                     raw_paths: dict) -> None:
+    """After 50 steps (two epochs, dropout on), every member's weights are within 1e-9 of the
+    same job run alone, its validation and test metrics too: per optimizer (torch's and the
+    notes' own), scheduler, initialiser, seed and learning rate."""
+    members = fused_sweep(tmp_path / "fused", *STEPS_50, *SWEEPS[sweep])
+    assert len(members) == len(list((tmp_path / "fused").glob("[0-9]*")))
+    for name, member_dir in members.items():
+        member = metrics_of(member_dir)
+        assert member["status"] == "completed", member
+        overrides = OmegaConf.load(member_dir / ".hydra" / "overrides.yaml")
+        solo_dir = solo_run(tmp_path / f"solo{name}", *overrides)
+        solo = metrics_of(solo_dir)
+        assert largest_difference(weights(member_dir), weights(solo_dir)) < 1e-9, overrides
+        for key in ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss_epoch", "lr"):
+            assert abs(member[key] - solo[key]) < 1e-9, (overrides, key)
+        assert (member["epochs"], member["global_step"], member["best_epoch"]) == \
+            (solo["epochs"], solo["global_step"], solo["best_epoch"])
+
+
+def scalar_steps(run_dir: Path) -> dict[str, list[int]]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    return {tag: [event.step for event in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"]}
+
+
+def test_a_fused_sweep_leaves_what_the_default_launcher_leaves(tmp_path: Path,
+                                                               raw_paths: dict) -> None:
+    """The same sweep through both launchers: the same job folders and files, the same
+    metrics.json keys and statuses, the same TensorBoard tags at the same steps (with the
+    HParams session and test images), the same summary table's rows; scripts/eval.py reads a
+    member's best checkpoint."""
+    sweep = ("model=mlp", *SMALL, "optim=sgd,adam", "trainer.log_every_n_steps=2")
+    fused = fused_sweep(tmp_path / "fused", *sweep)
+    outcome = run_in_process("train.py", "-m", *sweep, f"hydra.sweep.dir={tmp_path / 'basic'}",
+                             "hydra.sweep.subdir=${hydra.job.num}")
+    assert outcome.status == 0, outcome.output[-3000:]
+    basic = jobs(tmp_path / "basic")
+    assert fused.keys() == basic.keys() == {"0", "1"}
+    for name in basic:
+        def files(run_dir: Path) -> set[str]:
+            return {str(path.relative_to(run_dir)).split(".out.tfevents")[0]
+                    for path in run_dir.rglob("*") if path.is_file()}
+        assert files(fused[name]) == files(basic[name])
+        member, single = metrics_of(fused[name]), metrics_of(basic[name])
+        assert member.keys() == single.keys() and member["status"] == "completed"
+        assert scalar_steps(fused[name]) == scalar_steps(basic[name])
+        events = EventAccumulator(str(fused[name])).Reload()
+        assert events.Tags()["images"] == ["~final/confusion_matrix", "~final/misclassified"]
+        assert "hparams" in str(events.PluginTagToContent("hparams"))
+    rows = [line.split("|")[1] for line in (tmp_path / "fused" / "summary.md").read_text()
+            .splitlines() if line.startswith("| optim=")]
+    assert sorted(rows) == sorted(line.split("|")[1] for line in
+                                  (tmp_path / "basic" / "summary.md").read_text().splitlines()
+                                  if line.startswith("| optim="))
+    best = metrics_of(fused["1"])["best_checkpoint"]
+    evaluated = run_in_process("eval.py", f"ckpt_path={best}",
+                               f"hydra.run.dir={tmp_path / 'eval'}", "trainer.limit_test_batches=2")
+    assert evaluated.status == 0, evaluated.output[-3000:]
+    assert metrics_of(tmp_path / "eval")["test/acc"] == metrics_of(fused["1"])["test/acc"]
+
+
+def test_a_diverging_member_stops_alone(tmp_path: Path, raw_paths: dict) -> None:
+    """A member whose loss becomes infinite ends ``diverged`` with the step named; the other
+    member of its group completes with the numbers of its run alone."""
+    short = ("model=mlp", *SMALL, "optim=sgd", "trainer.precision=64-true", "threads=1")
+    members = fused_sweep(tmp_path / "fused", *short, "optim.lr=0.1,1e20")
+    diverged, completed = metrics_of(members["1"]), metrics_of(members["0"])
+    assert diverged["status"] == "diverged", diverged
+    assert "the training loss became nan at step" in diverged["reason"]
+    assert "the last finite loss was" in diverged["reason"] and diverged["global_step"] < 10
+    assert completed["status"] == "completed"
+    solo = solo_run(tmp_path / "solo", *short, "optim.lr=0.1")
+    assert largest_difference(weights(members["0"]), weights(solo)) < 1e-9
+
+
+def test_the_plan_groups_jobs_by_the_shape_of_their_work(tmp_path: Path,
+                                                         raw_paths: dict) -> None:
+    """Models apart, optimizers and seeds together: the plan line says so first."""
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", "model=softmax,mlp",
+                             "optim=sgd,adam", "trainer.max_epochs=1",
+                             "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                             "trainer.limit_test_batches=1", f"hydra.sweep.dir={tmp_path}")
+    assert outcome.status == 0, outcome.output[-3000:]
+    assert "4 jobs in 2 fused groups of 2" in outcome.output
+    assert len(jobs(tmp_path)) == 4
+
+
+def test_groups_follow_the_keys_that_fix_the_shape() -> None:
+    def cfg(**values: object) -> object:
+        base = {"model": {"net": {"name": "mlp", "hidden": [256], "dropout": 0.2}},
+                "data": {"batch_size": 256, "seed": 0}, "optim": {"lr": 0.1}, "seed": 0}
+        for key, value in values.items():
+            OmegaConf.update(base := OmegaConf.create(base), key.replace("__", "."), value)
+        return OmegaConf.create(base)
+    configs = [cfg(), cfg(seed=1, data__seed=1), cfg(optim__lr=0.5),
+               cfg(model__net__dropout=0.5), cfg(data__batch_size=64),
+               cfg(model__net__hidden=[128])]
+    groups = fused_groups(configs)
+    assert groups == [[0, 1, 2, 3], [4], [5]]
+    assert plan_line(groups) == "6 jobs in 3 fused groups of 4, 1, 1"
+    assert plan_line([[0, 1], [2, 3]]) == "4 jobs in 2 fused groups of 2"
+
+
+@pytest.mark.parametrize(("override", "sentence"), [
+    ("model=linreg", "model._target_="),
+    ("trainer.devices=2", "trainer.devices=2 is not allowed"),
+    ("trainer.precision=bf16-mixed", "trainer.precision="),
+    ("trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches=2"),
+])
+def test_what_a_group_cannot_compute_is_refused_before_anything_trains(
+        override: str, sentence: str, tmp_path: Path, raw_paths: dict) -> None:
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", override,
+                             "optim=sgd,adam", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert outcome.status == 2, outcome.output[-3000:]
+    assert sentence in outcome.output and "hydra/launcher=fused" in outcome.output
+    assert "Traceback" not in outcome.output
+    assert not list((tmp_path / "sweep").glob("*/metrics.json"))
+
+
+def test_a_member_with_a_bad_value_fails_alone(tmp_path: Path, raw_paths: dict) -> None:
+    """``optim.lr=-1`` fails its own job in one sentence; the other job trains."""
+    members = fused_sweep(tmp_path / "sweep", "model=softmax", *SMALL, "optim=sgd",
+                          "optim.lr=0.1,-1")
+    failed, completed = metrics_of(members["1"]), metrics_of(members["0"])
+    assert failed["status"] == "failed" and "optim.lr=-1" in failed["reason"], failed
+    assert completed["status"] == "completed"
