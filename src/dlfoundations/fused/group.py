@@ -209,14 +209,15 @@ class FusedGroup:
                 self.optimizer.set_lr(k, member.lr)
 
     def save(self, k: int, member: Member, last_only: bool) -> None:
-        """``last.ckpt`` and, when this epoch is the member's best so far, ``epochNN.ckpt``
-        (the previous best removed), as ``ModelCheckpoint`` with ``save_top_k=1``."""
+        """As ``ModelCheckpoint`` with ``save_top_k=1, save_last=True`` in Lightning 2.6: when
+        this epoch is the member's best so far, ``epochNN.ckpt`` (the previous best removed)
+        and ``last.ckpt``; with ``last_only`` (a signal in the steps), ``last.ckpt`` now."""
         state = self.network.member_state(member.run.model.net, k)
         checkpoint = member.checkpoint(state, self.epoch, self.global_step,
                                        {"optimizer": self.optimizer.member_state(k)})
         with INTERRUPTS.shield():
-            member.save(checkpoint, "last.ckpt")
             if last_only:
+                member.save(checkpoint, "last.ckpt")
                 return
             monitor = member.cfg.monitor
             score = member.run.history.last().get(monitor.metric)
@@ -230,6 +231,7 @@ class FusedGroup:
                 if previous is not None and previous != member.best_path:
                     previous.unlink(missing_ok=True)
                 member.best_state = state
+                member.save(checkpoint, "last.ckpt")
 
     def save_all(self, last_only: bool) -> None:
         for k, member in enumerate(self.members):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from dlfoundations.errors import UserError, refused
 from dlfoundations.fused.grouping import fused_groups, plan_line

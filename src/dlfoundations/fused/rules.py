@@ -10,7 +10,6 @@ only), except AdamW's decoupled decay, w <- w (1 - eta lambda).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,17 +119,26 @@ def hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     if group.get("momentum", 0) and type(optimizer) is torch.optim.RMSprop:
         raise UserError(f"optim.momentum={group['momentum']} is not allowed for RMSprop with "
                         "hydra/launcher=fused (it computes momentum=0 only).")
-    values = {key: value for key, value in group.items()
-              if isinstance(value, int | float) and not isinstance(value, bool)}
+    values = dict(group)
     if "betas" in group:
         values["beta1"], values["beta2"] = group["betas"]
     if type(optimizer) is torch.optim.AdamW:
         values["decoupled_decay"], values["weight_decay"] = values["weight_decay"], 0.0
-    signature = inspect.signature(type(optimizer))
-    for key in ("momentum", "dampening", "lr_decay"):
-        if key in signature.parameters and key not in values:
-            values[key] = signature.parameters[key].default
-    return values
+    rule = RULES[type(optimizer)]
+    return {key: float(values.get(key, default)) for key, default in RULE_KEYS[rule].items()}
+
+
+#: the hyperparameters of each rule, with the value of a key an optimizer does not have
+RULE_KEYS: dict[Rule, dict[str, float]] = {
+    sgd: {"lr": 0.0, "weight_decay": 0.0, "momentum": 0.0, "dampening": 0.0},
+    notes_momentum: {"lr": 0.0, "weight_decay": 0.0, "momentum": 0.0},
+    adagrad: {"lr": 0.0, "weight_decay": 0.0, "lr_decay": 0.0, "eps": 0.0},
+    rmsprop: {"lr": 0.0, "weight_decay": 0.0, "alpha": 0.0, "eps": 0.0},
+    adadelta: {"lr": 0.0, "weight_decay": 0.0, "rho": 0.0, "eps": 0.0},
+    adam: {"lr": 0.0, "weight_decay": 0.0, "beta1": 0.0, "beta2": 0.0, "eps": 0.0},
+    adamw: {"lr": 0.0, "weight_decay": 0.0, "beta1": 0.0, "beta2": 0.0, "eps": 0.0,
+            "decoupled_decay": 0.0},
+}
 
 
 @dataclass
@@ -170,8 +178,6 @@ class StackedOptimizer:
             if not self.groups or self.groups[-1].rule is not rule:
                 self.groups.append(RuleGroup(rule, member, member, {}))
             group = self.groups[-1]
-            if group.values and set(group.values) != set(member_values):
-                raise UserError("members of one rule have different hyperparameters")
             for key, value in member_values.items():
                 group.values.setdefault(key, []).append(float(value))
             group.stop = member + 1
@@ -196,8 +202,8 @@ class StackedOptimizer:
                             for param in self.params] for group in self.groups]
         self.step_count += 1
         for group, hypers in zip(self.groups, self._hyper, strict=True):
-            for index, (param, state, (decayed, plain)) in enumerate(
-                    zip(self.params, group.state, hypers, strict=True)):
+            for param, state, (decayed, plain) in zip(self.params, group.state, hypers,
+                                                      strict=True):
                 if param.grad is None:
                     continue
                 p = param[group.start:group.stop]

@@ -1,1 +1,2 @@
-"""dlfoundations' fused launcher: a sweep's jobs of one shape as one stacked model (``hydra/launcher=fused``)."""
+"""dlfoundations' fused launcher: the jobs of a sweep that share one shape train as one
+stacked model (``hydra/launcher=fused``)."""
