@@ -5,6 +5,7 @@ process (``tests.in_process``) as on the command line."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dlfoundations.fused.grouping import fused_groups, plan_line
+from tests.conftest import start_script, wait_for
 from tests.in_process import SMALL, run_in_process
 
 #: 50 steps in float64 over two epochs (a schedule changes the rate between them)
@@ -56,7 +58,7 @@ SWEEPS = {
     "optimizers": ("optim=sgd,momentum,adagrad,rmsprop,adadelta,adam,adamw,scratch/sgd,"
                    "scratch/momentum,scratch/adagrad,scratch/rmsprop,scratch/adadelta,"
                    "scratch/adam", "scheduler=exponential", "optim.weight_decay=0.001"),
-    "schedulers": ("optim=momentum,scratch/momentum", "scheduler=cosine,exponential,step,none"),
+    "schedulers": ("optim=scratch/momentum", "scheduler=cosine,exponential,step,none"),
     "initialisers": ("optim=adam", "init=default,normal,xavier,kaiming,zeros", "seed=3"),
     "seeds and rates": ("optim=adam", "seed=0,1", "optim.lr=0.001,0.01",
                         "lr_scaling.rule=linear", "data.batch_size=128"),
@@ -180,6 +182,7 @@ def test_groups_follow_the_keys_that_fix_the_shape() -> None:
     ("trainer.devices=2", "trainer.devices=2 is not allowed"),
     ("trainer.precision=bf16-mixed", "trainer.precision="),
     ("trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches=2"),
+    ("resume=true", "resume=True is not allowed"),
 ])
 def test_what_a_group_cannot_compute_is_refused_before_anything_trains(
         override: str, sentence: str, tmp_path: Path, raw_paths: dict) -> None:
@@ -198,3 +201,23 @@ def test_a_member_with_a_bad_value_fails_alone(tmp_path: Path, raw_paths: dict) 
     failed, completed = metrics_of(members["1"]), metrics_of(members["0"])
     assert failed["status"] == "failed" and "optim.lr=-1" in failed["reason"], failed
     assert completed["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_every_member_as_interrupted(tmp_path: Path, raw_paths: dict) -> None:
+    """SIGINT in the steps: every member saves last.ckpt and ends ``interrupted``, the sweep
+    ends with exit status 3 and its summary."""
+    sweep_dir = tmp_path / "sweep"
+    sweep = start_script("train.py", "-m", "hydra/launcher=fused", "model=mlp", "optim=sgd,adam",
+                         "trainer.max_epochs=50", "trainer.limit_val_batches=1",
+                         f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}",
+                         log=tmp_path / "sweep.log")
+    wait_for(lambda: all((sweep_dir / job / "checkpoints" / "last.ckpt").exists()
+                         for job in ("0", "1")), "the first epoch", sweep)
+    sweep.send_signal(signal.SIGINT)
+    assert sweep.wait(timeout=120) == 3, (tmp_path / "sweep.log").read_text()[-3000:]
+    for job in ("0", "1"):
+        metrics = metrics_of(sweep_dir / job)
+        assert metrics["status"] == "interrupted" and "SIGINT" in metrics["reason"], metrics
+        assert (sweep_dir / job / "checkpoints" / "last.ckpt").exists()
+    assert (sweep_dir / "summary.md").exists()

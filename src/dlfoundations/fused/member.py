@@ -65,6 +65,9 @@ def check_fusable(cfg: DictConfig) -> None:
             "autograd with hydra/launcher=fused")
     require(cfg.get("ckpt_path") is None, "ckpt_path", cfg.get("ckpt_path"),
             "null with hydra/launcher=fused (a group starts from its members' initialisers)")
+    require(cfg.get("resume") is not True, "resume", cfg.get("resume"),
+            "false with hydra/launcher=fused (a fused group does not continue from its "
+            "members' checkpoints; start the sweep again in a new folder)")
 
 
 @dataclass
