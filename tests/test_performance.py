@@ -64,12 +64,12 @@ def test_epoch_benchmark_writes_the_table_and_the_json(tmp_path: Path, raw_paths
 
 
 @pytest.mark.slow
-def test_sweep_benchmark_measures_both_launchers(tmp_path: Path, raw_paths: dict) -> None:
+def test_sweep_benchmark_measures_every_launcher(tmp_path: Path, raw_paths: dict) -> None:
     out = tmp_path / "bench_sweep.json"
     result = run_script("benchmarks/sweep.py", "--quick", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     bench = json.loads(out.read_text())
-    assert sorted(bench) == ["sequential", "sequential_1_thread", "side_by_side"]
+    assert sorted(bench) == ["fused", "sequential", "sequential_1_thread", "side_by_side"]
     for (measured,) in bench.values():
         assert measured["jobs"] == 4 and measured["wall_s"] > measured["training_s"] / 4 > 0
         assert measured["fixed_cost_s_max"] >= measured["fixed_cost_s_median"] > 0
