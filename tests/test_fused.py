@@ -18,7 +18,7 @@ from tests.conftest import start_script, wait_for
 from tests.in_process import SMALL, run_in_process
 
 #: 50 steps in float64 over two epochs (a schedule changes the rate between them)
-STEPS_50 = ("model=mlp", "trainer.precision=64-true", "trainer.max_epochs=2",
+STEPS_50 = ("trainer.precision=64-true", "trainer.max_epochs=2",
             "trainer.limit_train_batches=25", "trainer.limit_val_batches=2",
             "trainer.limit_test_batches=2", "threads=1")
 
@@ -55,13 +55,16 @@ def solo_run(run_dir: Path, *overrides: str) -> Path:
 
 
 SWEEPS = {
-    "optimizers": ("optim=sgd,momentum,adagrad,rmsprop,adadelta,adam,adamw,scratch/sgd,"
-                   "scratch/momentum,scratch/adagrad,scratch/rmsprop,scratch/adadelta,"
+    "optimizers": ("model=mlp", "optim=sgd,momentum,adagrad,rmsprop,adadelta,adam,adamw,"
+                   "scratch/sgd,scratch/momentum,scratch/adagrad,scratch/rmsprop,scratch/adadelta,"
                    "scratch/adam", "scheduler=exponential", "optim.weight_decay=0.001"),
-    "schedulers": ("optim=scratch/momentum", "scheduler=cosine,exponential,step,none"),
-    "initialisers": ("optim=adam", "init=default,normal,xavier,kaiming,zeros", "seed=3"),
-    "seeds and rates": ("optim=adam", "seed=0,1", "optim.lr=0.001,0.01",
+    "schedulers": ("model=mlp", "optim=scratch/momentum",
+                   "scheduler=cosine,exponential,step,none"),
+    "initialisers": ("model=mlp", "optim=adam", "init=default,normal,xavier,kaiming,zeros",
+                     "seed=3"),
+    "seeds and rates": ("model=mlp", "optim=adam", "seed=0,1", "optim.lr=0.001,0.01",
                         "lr_scaling.rule=linear", "data.batch_size=128"),
+    "lenet": ("model=lenet", "optim=sgd,adam", "seed=0,1"),
 }
 
 
@@ -72,7 +75,8 @@ def test_every_member_equals_its_solo_run_in_float64(sweep: str, tmp_path: Path,
     """After 50 steps (two epochs, dropout on), every member's weights are within 1e-9 of the
     same job run alone, its metrics equal to float32's precision (the single run's metric
     objects keep float32): per optimizer (torch's and the
-    notes' own), scheduler, initialiser, seed and learning rate."""
+    notes' own), scheduler, initialiser, seed and learning rate, and for LeNet (grouped
+    convolutions)."""
     members = fused_sweep(tmp_path / "fused", *STEPS_50, *SWEEPS[sweep])
     assert len(members) == len(list((tmp_path / "fused").glob("[0-9]*")))
     for name, member_dir in members.items():
