@@ -186,7 +186,6 @@ def test_groups_follow_the_keys_that_fix_the_shape() -> None:
     ("trainer.devices=2", "trainer.devices=2 is not allowed"),
     ("trainer.precision=bf16-mixed", "trainer.precision="),
     ("trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches=2"),
-    ("resume=true", "resume=True is not allowed"),
 ])
 def test_what_a_group_cannot_compute_is_refused_before_anything_trains(
         override: str, sentence: str, tmp_path: Path, raw_paths: dict) -> None:
@@ -207,15 +206,23 @@ def test_a_member_with_a_bad_value_fails_alone(tmp_path: Path, raw_paths: dict) 
     assert completed["status"] == "completed"
 
 
+#: a sweep long enough to be interrupted in its steps
+LONG = ("model=mlp", "optim=sgd,adam", "threads=1", "trainer.max_epochs=8",
+        "trainer.limit_train_batches=60", "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2", "hydra.sweep.subdir=${hydra.job.num}")
+COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_step", "lr",
+            "best_epoch")
+
+
 @pytest.mark.slow
-def test_ctrl_c_saves_every_member_as_interrupted(tmp_path: Path, raw_paths: dict) -> None:
-    """SIGINT in the steps: every member saves last.ckpt and ends ``interrupted``, the sweep
-    ends with exit status 3 and its summary."""
+def test_ctrl_c_then_resume_ends_as_an_uninterrupted_fused_sweep(tmp_path: Path,
+                                                                 raw_paths: dict) -> None:
+    """SIGINT in the steps: every member saves last.ckpt and ends ``interrupted`` (exit
+    status 3, the summary written); the same command with resume=true continues the group to
+    the numbers of a fused sweep never interrupted."""
     sweep_dir = tmp_path / "sweep"
-    sweep = start_script("train.py", "-m", "hydra/launcher=fused", "model=mlp", "optim=sgd,adam",
-                         "trainer.max_epochs=50", "trainer.limit_val_batches=1",
-                         f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}",
-                         log=tmp_path / "sweep.log")
+    sweep = start_script("train.py", "-m", "hydra/launcher=fused", *LONG,
+                         f"hydra.sweep.dir={sweep_dir}", log=tmp_path / "sweep.log")
     wait_for(lambda: all((sweep_dir / job / "checkpoints" / "last.ckpt").exists()
                          for job in ("0", "1")), "the first epoch", sweep)
     sweep.send_signal(signal.SIGINT)
@@ -223,5 +230,39 @@ def test_ctrl_c_saves_every_member_as_interrupted(tmp_path: Path, raw_paths: dic
     for job in ("0", "1"):
         metrics = metrics_of(sweep_dir / job)
         assert metrics["status"] == "interrupted" and "SIGINT" in metrics["reason"], metrics
-        assert (sweep_dir / job / "checkpoints" / "last.ckpt").exists()
     assert (sweep_dir / "summary.md").exists()
+
+    resumed = run_in_process("train.py", "-m", "hydra/launcher=fused", *LONG, "resume=true",
+                             f"hydra.sweep.dir={sweep_dir}")
+    assert resumed.status == 0, resumed.output[-3000:]
+    never = run_in_process("train.py", "-m", "hydra/launcher=fused", *LONG,
+                           f"hydra.sweep.dir={tmp_path / 'never'}")
+    assert never.status == 0, never.output[-3000:]
+    for job in ("0", "1"):
+        metrics, expected = metrics_of(sweep_dir / job), metrics_of(tmp_path / "never" / job)
+        assert metrics["status"] == "completed"
+        assert {k: metrics[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
+        assert scalar_steps(sweep_dir / job)["val/acc"] == \
+            scalar_steps(tmp_path / "never" / job)["val/acc"]
+
+
+def test_a_resume_with_a_damaged_state_is_refused_and_touches_nothing(
+        tmp_path: Path, raw_paths: dict) -> None:
+    """A member's last.ckpt whose fused state has the wrong form: resume=true refuses that
+    member in one sentence and leaves its folder as it was."""
+    sweep = ("model=softmax", *SMALL, "optim=sgd,adam", "hydra.sweep.subdir=${hydra.job.num}",
+             f"hydra.sweep.dir={tmp_path}")
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", *sweep)
+    assert outcome.status == 0, outcome.output[-3000:]
+    last = tmp_path / "0" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    checkpoint["fused"]["generator"] = "not a generator state"
+    torch.save(checkpoint, last)
+    (tmp_path / "0" / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
+    before = {path: path.read_bytes() for path in (tmp_path / "0").rglob("*") if path.is_file()}
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", *sweep, "resume=true")
+    assert "resume=true is not allowed here" in outcome.output and "generator" in outcome.output
+    assert "Traceback" not in outcome.output
+    assert {path: path.read_bytes() for path in (tmp_path / "0").rglob("*")
+            if path.is_file() and path.name != ".claim"} == \
+        {path: data for path, data in before.items() if path.name != ".claim"}

@@ -16,12 +16,14 @@ import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from dlfoundations.data.resumable_loader import EpochRandomSampler
-from dlfoundations.fused.member import Member
+from dlfoundations.errors import UserError
+from dlfoundations.fused.member import Member, precision_dtype
 from dlfoundations.fused.rules import RULES, StackedOptimizer
 from dlfoundations.fused.stacked import StackedNetwork
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
@@ -78,8 +80,7 @@ class FusedGroup:
         first = members[0].run
         self.cfg = first.cfg
         self.device = first.trainer.strategy.root_device
-        self.dtype = torch.float64 if str(self.cfg.trainer.precision).startswith("64") \
-            else torch.float32
+        self.dtype = precision_dtype(self.cfg)
         self.network = StackedNetwork([member.run.model.net for member in members],
                                       [member.generator for member in members])
         self.network.to(self.device, self.dtype)
@@ -96,35 +97,51 @@ class FusedGroup:
         self.epoch = 0
         self.active = [True] * len(members)
         self.last_finite: list[float | None] = [None] * len(members)
+        self.batches_done, self.seen = 0, 0
+        self.sums = torch.zeros(len(members), 2, dtype=self.dtype, device=self.device)
+        if any(member.resume_from is not None for member in members):
+            self.resume()
 
     # -- training ---------------------------------------------------------------------------
 
     def fit(self) -> None:
-        """Train every member for ``trainer.max_epochs`` epochs; a signal saves every member's
-        state (``last.ckpt``) and ends each ``interrupted``."""
+        """Train every member for ``trainer.max_epochs`` epochs. A signal is acted on after
+        the current step or the current epoch's validation: every member saves its state
+        (``last.ckpt``) and ends ``interrupted``; ``resume=true`` continues from there."""
         try:
             with INTERRUPTS.run():
+                INTERRUPTS.enter_steps()
                 while self.epoch < self.cfg.trainer.max_epochs and any(self.active):
                     self.train_epoch()
                     self.validate_and_save()
-                    self.epoch += 1
+                    self.epoch, self.batches_done = self.epoch + 1, 0
+                    self.stop_if_signalled()
+                INTERRUPTS.leave_steps()
         except RunInterrupted as err:
             self.stop_all(Status.INTERRUPTED, str(err))
             raise
         self.end_all()
 
+    def stop_if_signalled(self) -> None:
+        """After a signal: save every member's ``last.ckpt`` where the group stands and stop."""
+        if INTERRUPTS.received is None:
+            return
+        INTERRUPTS.leave_steps()
+        self.save_all((self.epoch, self.batches_done))
+        raise RunInterrupted(f"{INTERRUPTS.signal_name()} at step {self.global_step} (epoch "
+                             f"{self.epoch}); last.ckpt holds the state to resume from")
+
     def train_epoch(self) -> None:
+        """The epoch's steps from ``batches_done`` on (a resumed group skips those done)."""
         split, trainer = self.splits["train"], self.cfg.trainer
         members = len(self.members)
         orders = torch.stack([EpochRandomSampler(range(len(split)),
                                                  member.run.datamodule.seed + self.epoch)
                               .order() for member in self.members]).to(self.device)
         steps = batches(trainer.limit_train_batches, len(split), self.batch_size)
-        sums = torch.zeros(members, 2, dtype=self.dtype, device=self.device)
-        seen, started = 0, time.perf_counter()
+        started = time.perf_counter()
         self.network.train()
-        INTERRUPTS.enter_steps()
-        for index in range(steps):
+        for index in range(self.batches_done, steps):
             if self.global_step % trainer.log_every_n_steps == 0:
                 self.log_each({"train/lr": member.lr} for member in self.members)
             x, y = split.batch(orders[:, index * self.batch_size:(index + 1) * self.batch_size],
@@ -137,23 +154,20 @@ class FusedGroup:
             self.optimizer.step()
             with torch.no_grad():
                 correct = (logits.argmax(dim=2) == y).sum(dim=1)
-                sums += torch.stack((losses * y.shape[1], correct.to(self.dtype)), dim=1)
-            seen += y.shape[1]
+                self.sums += torch.stack((losses * y.shape[1], correct.to(self.dtype)), dim=1)
+            self.seen += y.shape[1]
             if (self.global_step + 1) % trainer.log_every_n_steps == 0:
                 self.log_each({"train/loss": loss} for loss in losses.detach().tolist())
             self.check_finite(losses)
             self.global_step += 1
-            if INTERRUPTS.received is not None:
-                INTERRUPTS.leave_steps()
-                self.save_all(last_only=True)
-                raise RunInterrupted(f"{INTERRUPTS.signal_name()} at step {self.global_step} "
-                                     f"(epoch {self.epoch}); last.ckpt holds the state to "
-                                     "resume from")
-        INTERRUPTS.stop_deferring()
+            self.batches_done = index + 1
+            self.stop_if_signalled()
         seconds = time.perf_counter() - started
-        means = (sums / max(seen, 1)).tolist()
+        means = (self.sums / max(self.seen, 1)).tolist()
         self.train_metrics = [{"train/loss_epoch": loss, "train/acc": acc} for loss, acc in means]
-        self.timing = {"train/epoch_s": seconds, "train/samples_per_s": seen / seconds}
+        self.timing = {"train/epoch_s": seconds, "train/samples_per_s": self.seen / seconds}
+        self.sums.zero_()
+        self.seen = 0
 
     def check_finite(self, losses: torch.Tensor) -> None:
         """Stop each member whose loss is not finite (on a GPU, checked every
@@ -194,6 +208,8 @@ class FusedGroup:
         return sums / max(count, 1)
 
     def validate_and_save(self) -> None:
+        """Each member's validation, its epoch in TensorBoard and its history, its
+        scheduler's step, then its checkpoints (which resume at the next epoch)."""
         val = self.evaluate(self.splits["val"], self.cfg.trainer.limit_val_batches).tolist()
         for k, member in enumerate(self.members):
             if not self.active[k]:
@@ -201,20 +217,35 @@ class FusedGroup:
             metrics = {"val/loss": val[k][0], "val/acc": val[k][1], **self.train_metrics[k]}
             member.run.history.epochs.append({"epoch": self.epoch, **metrics})
             self.log(member, {**metrics, **self.timing}, self.global_step - 1)
-            self.save(k, member, last_only=False)
             if member.scheduler is not None:
                 with warnings.catch_warnings():  # its optimizer holds the rate, never steps
                     warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step")
                     member.scheduler.step()
                 self.optimizer.set_lr(k, member.lr)
+            self.save(k, member, (self.epoch + 1, 0))
 
-    def save(self, k: int, member: Member, last_only: bool) -> None:
+    def fused_state(self, k: int, member: Member, resume_at: tuple[int, int]
+                    ) -> dict[str, Any]:
+        """What member ``k`` resumes from besides its weights: where the group goes on
+        (``resume_at``: the epoch and the batches of it done), its optimizer's state, its
+        dropout generator, schedule, history and the epoch's sums so far."""
+        return {"optimizer": self.optimizer.member_state(k),
+                "epoch": resume_at[0], "batches_done": resume_at[1],
+                "global_step": self.global_step,
+                "sums": self.sums[k].tolist(), "seen": self.seen,
+                "generator": member.generator.get_state(), "lr": member.lr,
+                "scheduler": member.scheduler.state_dict() if member.scheduler else None,
+                "history": member.run.history.state_dict(),
+                "last_finite": self.last_finite[k]}
+
+    def save(self, k: int, member: Member, resume_at: tuple[int, int],
+             last_only: bool = False) -> None:
         """As ``ModelCheckpoint`` with ``save_top_k=1, save_last=True`` in Lightning 2.6: when
         this epoch is the member's best so far, ``epochNN.ckpt`` (the previous best removed)
-        and ``last.ckpt``; with ``last_only`` (a signal in the steps), ``last.ckpt`` now."""
+        and ``last.ckpt``; with ``last_only`` (a signal), ``last.ckpt`` now."""
         state = self.network.member_state(member.run.model.net, k)
-        checkpoint = member.checkpoint(state, self.epoch, self.global_step,
-                                       {"optimizer": self.optimizer.member_state(k)})
+        checkpoint = member.checkpoint(state, min(self.epoch, resume_at[0]), self.global_step,
+                                       self.fused_state(k, member, resume_at))
         with INTERRUPTS.shield():
             if last_only:
                 member.save(checkpoint, "last.ckpt")
@@ -233,10 +264,28 @@ class FusedGroup:
                 member.best_state = state
                 member.save(checkpoint, "last.ckpt")
 
-    def save_all(self, last_only: bool) -> None:
+    def save_all(self, resume_at: tuple[int, int]) -> None:
         for k, member in enumerate(self.members):
             if self.active[k]:
-                self.save(k, member, last_only)
+                self.save(k, member, resume_at, last_only=True)
+
+    def resume(self) -> None:
+        """Continue where every member's ``last.ckpt`` says the group stood; the members
+        must have been saved together (one interrupted fused group)."""
+        states = [member.resume_from for member in self.members]
+        where = {(s["epoch"], s["batches_done"], s["global_step"]) if s else None
+                 for s in states}
+        if len(where) != 1 or None in where:
+            raise UserError(
+                "resume=true is not allowed here: the members of this fused group were not "
+                "saved together (their last.ckpt stand at different steps); start the sweep "
+                "again in a new folder.")
+        self.epoch, self.batches_done, self.global_step = next(iter(where))
+        self.optimizer.load_members([s["optimizer"] for s in states])
+        for k, state in enumerate(states):
+            self.sums[k] = torch.tensor(state["sums"], dtype=self.dtype)
+            self.last_finite[k] = state["last_finite"]
+        self.seen = states[0]["seen"]
 
     # -- the end ------------------------------------------------------------------------------
 

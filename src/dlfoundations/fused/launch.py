@@ -44,6 +44,8 @@ def train_group(members: list[Member]) -> None:
         for member in built:
             member.fail(err)
         return
+    for member in built:
+        member.log.open()
     group.fit()
 
 

@@ -22,14 +22,22 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from dlfoundations.errors import require
+from dlfoundations import folder
+from dlfoundations.callbacks.restored_state import CheckpointStateError, check_like
+from dlfoundations.errors import UserError, first_line, require
 from dlfoundations.fused import rules
 from dlfoundations.models.base import qualified_name
 from dlfoundations.models.classifier import Classifier
 from dlfoundations.run import console
-from dlfoundations.run.checkpoints import SafeCheckpointIO
+from dlfoundations.run.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
 from dlfoundations.run.checks import check_run_config
-from dlfoundations.run.cli import check_added_keys, one_line, record_failure, take_folder
+from dlfoundations.run.cli import (
+    as_user_error,
+    check_added_keys,
+    one_line,
+    record_failure,
+    take_folder,
+)
 from dlfoundations.run.train import RunStart, best_epoch, finish_run, start_run, test
 from dlfoundations.status import Status
 
@@ -37,6 +45,11 @@ from dlfoundations.status import Status
 CLASSIFIER_NAMES = ("dlfoundations.models.Classifier", qualified_name(Classifier))
 #: the precisions a fused group computes in
 PRECISIONS = ("32-true", "64-true", "32", "64")
+
+
+def precision_dtype(cfg: DictConfig) -> torch.dtype:
+    """The dtype of ``trainer.precision`` (32-true or 64-true)."""
+    return torch.float64 if str(cfg.trainer.precision).startswith("64") else torch.float32
 
 
 def job_folder(sweep_config: DictConfig) -> Path:
@@ -65,9 +78,7 @@ def check_fusable(cfg: DictConfig) -> None:
             "autograd with hydra/launcher=fused")
     require(cfg.get("ckpt_path") is None, "ckpt_path", cfg.get("ckpt_path"),
             "null with hydra/launcher=fused (a group starts from its members' initialisers)")
-    require(cfg.get("resume") is not True, "resume", cfg.get("resume"),
-            "false with hydra/launcher=fused (a fused group does not continue from its "
-            "members' checkpoints; start the sweep again in a new folder)")
+
 
 
 @dataclass
@@ -90,14 +101,19 @@ class Member:
     best_score: float | None = None
     #: the weights of the best epoch so far, tested at the end
     best_state: dict[str, torch.Tensor] | None = None
+    #: ``resume=true``: the state its ``last.ckpt`` holds (``FusedGroup.fused_state``)
+    resume_from: dict[str, Any] | None = None
+    #: ``take_folder``'s answer: "claimed" (a new folder), "resumed", or None (not its own)
+    owner: str | None = None
 
     @contextmanager
-    def active(self) -> Iterator[None]:
-        """Hydra's config is this job's and its log file receives the lines (as in a job of
-        the default launcher)."""
+    def active(self, log: bool = True) -> Iterator[None]:
+        """Hydra's config is this job's and (with ``log``) its log file receives the lines,
+        as in a job of the default launcher."""
         HydraConfig.instance().set_config(self.sweep_config)
         root = logging.getLogger()
-        root.addHandler(self.log)
+        if log:
+            root.addHandler(self.log)
         try:
             yield
         finally:
@@ -109,9 +125,12 @@ class Member:
 
     def fail(self, err: BaseException) -> None:
         """End this member alone with ``failed`` and the one-line reason (in its folder where
-        it claimed one); the group goes on without it."""
+        it claimed one; a refused resume leaves the folder as it was); the group goes on
+        without it."""
         self.metrics = {"status": Status.FAILED, "reason": one_line(err)}
-        if self.log.fd is not None:  # the folder is the member's
+        refused_resume = self.owner == "resumed" and as_user_error(err) is not None
+        if self.owner is not None and not refused_resume:  # the folder is the member's
+            self.log.open()
             record_failure(self.run_dir, self.metrics)
         with self.active():
             console.say(f"job {Status.FAILED}: {self.metrics['reason']}", error=True)
@@ -169,13 +188,16 @@ def open_member(position: int, sweep_config: DictConfig) -> Member:
 
 def build_member(member: Member) -> bool:
     """Claim the member's folder and build its run as the job alone would; False where it
-    was refused (``failed`` in its folder, one sentence) or had finished before (resume)."""
-    with member.active():
-        try:
+    was refused (``failed`` in its folder, one sentence) or had finished before (resume).
+    Its log file keeps its lines until the group is built (``Member.log.open``)."""
+    try:
+        with member.active(log=False):  # the log file opens once the member is built
             member.run_dir.mkdir(parents=True, exist_ok=True)  # as Hydra's run_job does
-            owner = take_folder(member.cfg, member.run_dir)
-            if owner is None:
-                return False
+            member.owner = take_folder(member.cfg, member.run_dir)
+        if member.owner is None:  # finished before: reported as it is
+            member.metrics = folder.read_metrics(member.run_dir) or {}
+            return False
+        with member.active():
             check_added_keys(member.cfg)
             check_run_config(member.cfg)
             with open_dict(member.cfg):
@@ -188,7 +210,54 @@ def build_member(member: Member) -> bool:
                 member.scheduler = member.run.model.scheduler(member.optimizer)
             member.hyperparameters()  # refuses options no rule computes
             member.run.datamodule.setup("fit")
-        except Exception as err:  # as in a multirun: the job fails, the sweep goes on
-            member.fail(err)
-            return False
+            if member.owner == "resumed":
+                restore(member)
+    except Exception as err:  # as in a multirun: the job fails, the sweep goes on
+        member.fail(err)
+        return False
     return True
+
+
+def restore(member: Member) -> None:
+    """Load what the member's ``last.ckpt`` holds to resume: its weights, then each piece of
+    its fused state checked against the member's own (``check_like``); its best checkpoint is
+    the one of its best epoch in its own folder, never a path the file names."""
+    path = member.run_dir / "checkpoints" / "last.ckpt"
+    if not path.is_file() or path.is_symlink():
+        return  # stopped before its first checkpoint: the group decides (resume refuses)
+    key = "resume"
+    checkpoint = read_checkpoint(path, key)
+    state = checkpoint.get("fused")
+    if not isinstance(state, dict):
+        raise UserError(f"resume=true is not allowed here: {path} was not written by a fused "
+                        "group; resume the sweep with the launcher that started it.")
+    check_matches(member.run.model, checkpoint, path, key)
+    member.run.model.to(dtype=precision_dtype(member.cfg))  # the weights as they were saved
+    reference = {"epoch": 0, "batches_done": 0, "global_step": 0, "sums": [0.0, 0.0],
+                 "seen": 0, "generator": member.generator.get_state(), "lr": 0.0,
+                 "scheduler": member.scheduler.state_dict() if member.scheduler else None,
+                 "history": {"epochs": []}, "last_finite": None}
+    try:
+        check_like(reference, {key: value for key, value in state.items() if key != "optimizer"},
+                   "the fused state")
+        require(isinstance(state.get("optimizer"), dict), "the fused state's optimizer",
+                type(state.get("optimizer")).__name__, "a dict")
+        require(state["lr"] > 0, "the fused state's lr", state["lr"], "a number above 0")
+        member.run.model.load_state_dict(checkpoint["state_dict"])
+        member.generator.set_state(state["generator"])
+        if member.scheduler is not None:
+            member.scheduler.load_state_dict(state["scheduler"])
+        member.optimizer.param_groups[0]["lr"] = float(state["lr"])
+        member.run.history.load_state_dict(state["history"])
+    except (CheckpointStateError, RuntimeError, UserError) as err:
+        raise UserError(f"resume=true is not allowed here: {path} cannot be resumed "
+                        f"({first_line(err)}).") from err
+    monitor = member.cfg.monitor
+    best = member.run.history.best(monitor.metric, monitor.mode)
+    best_path = path.parent / f"epoch{best.get('epoch', 0):02d}.ckpt"
+    if best and best_path.is_file() and not best_path.is_symlink():
+        member.best_path, member.best_score = best_path, best.get(monitor.metric)
+        weights = read_checkpoint(best_path, key)["state_dict"]
+        member.best_state = {name.removeprefix("net."): value for name, value in
+                             weights.items() if name.startswith("net.")}
+    member.resume_from = state

@@ -212,6 +212,40 @@ class StackedOptimizer:
                 g = g + hyper["weight_decay"] * p
                 group.rule(p, g, state, hyper, self.step_count)
 
+    def load_members(self, states: list[dict[str, Any]]) -> None:
+        """Every member's state as ``member_state`` saved it, each tensor checked against its
+        parameter's shape (``UserError`` otherwise); the members stepped together."""
+        steps = {state.get("step") if isinstance(state, dict) else None for state in states}
+        step = steps.pop() if len(steps) == 1 else None
+        if not (type(step) is int and step >= 0):
+            raise UserError("resume=true is not allowed here: the members' optimizer step "
+                            "counts are not one whole number")
+        self.step_count = step
+        for group in self.groups:
+            saved = [states[member]["state"] for member in range(group.start, group.stop)]
+            for index, param in enumerate(self.params):
+                tensors: dict[str, list[torch.Tensor]] = {}
+                for member_state in saved:
+                    entry = member_state[index] if isinstance(member_state, list) and \
+                        index < len(member_state) else None
+                    if not isinstance(entry, dict):
+                        raise UserError("resume=true is not allowed here: a member's optimizer "
+                                        f"state has no entry for parameter {index}")
+                    for key, value in entry.items():
+                        if not (isinstance(value, torch.Tensor) and value.is_floating_point()
+                                and value.shape == param.shape[1:]
+                                and torch.isfinite(value).all()):
+                            raise UserError(
+                                f"resume=true is not allowed here: a member's optimizer state "
+                                f"{key!r} of parameter {index} is not a finite tensor of shape "
+                                f"{tuple(param.shape[1:])}")
+                        tensors.setdefault(str(key), []).append(value)
+                for key, values in tensors.items():
+                    if len(values) != len(saved):
+                        raise UserError("resume=true is not allowed here: the members of one "
+                                        f"optimizer do not all hold {key!r}")
+                    group.state[index][key] = torch.stack(values).to(param)
+
     def member_state(self, member: int) -> dict[str, Any]:
         """Member ``member``'s optimizer state: per parameter index, its tensors."""
         for group in self.groups:
