@@ -47,6 +47,17 @@ CLASSIFIER_NAMES = ("dlfoundations.models.Classifier", qualified_name(Classifier
 PRECISIONS = ("32-true", "64-true", "32", "64")
 
 
+def dropout_generator(device: torch.device) -> torch.Generator:
+    """The generator a member's dropout masks come from: on the CPU, torch's global one as
+    the job alone has it once its model is built (so both draw the same masks); on a GPU,
+    where a single run's dropout kernel draws otherwise, one on the device seeded from it."""
+    own = torch.Generator().set_state(torch.get_rng_state())
+    if device.type == "cpu":
+        return own
+    seed = int(torch.randint(2**62, (1,), generator=own))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def precision_dtype(cfg: DictConfig) -> torch.dtype:
     """The dtype of ``trainer.precision`` (32-true or 64-true)."""
     return torch.float64 if str(cfg.trainer.precision).startswith("64") else torch.float32
@@ -203,7 +214,7 @@ def build_member(member: Member) -> bool:
             with open_dict(member.cfg):
                 OmegaConf.resolve(member.cfg)  # ${hydra:...} while Hydra's config is the job's
             member.run = start_run(member.cfg)
-            member.generator = torch.Generator().set_state(torch.get_rng_state())
+            member.generator = dropout_generator(member.run.trainer.strategy.root_device)
             dummy = torch.zeros(1, requires_grad=True)
             member.optimizer = member.run.model.optimizer([{"params": [dummy]}])
             if member.run.model.scheduler is not None:
