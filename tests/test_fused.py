@@ -165,6 +165,19 @@ def test_the_plan_groups_jobs_by_the_shape_of_their_work(tmp_path: Path,
     assert len(jobs(tmp_path)) == 4
 
 
+@pytest.mark.slow
+def test_groups_run_side_by_side_on_workers(tmp_path: Path, raw_paths: dict) -> None:
+    """``hydra.launcher.n_jobs=2``: the two groups train at once in the side-by-side
+    launcher's workers, each job a whole run with its progress line."""
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", "hydra.launcher.n_jobs=2",
+                             "model=softmax,mlp", "optim=sgd,adam", *SMALL,
+                             f"hydra.sweep.dir={tmp_path}")
+    assert outcome.status == 0, outcome.output[-3000:]
+    assert "4 jobs in 2 fused groups of 2, 2 at a time" in outcome.output
+    assert outcome.output.count(": completed, val/acc") == 4
+    assert [metrics_of(job)["status"] for job in jobs(tmp_path).values()] == ["completed"] * 4
+
+
 def test_groups_follow_the_keys_that_fix_the_shape() -> None:
     def cfg(**values: object) -> object:
         base = {"model": {"net": {"name": "mlp", "hidden": [256], "dropout": 0.2}},

@@ -2,7 +2,8 @@
 the cores (torch threads) and, on a GPU machine, one GPU (``CUDA_VISIBLE_DEVICES``).
 
 Workers are started once per sweep (``spawn``: a fresh interpreter that imports the script),
-then take one job at a time, so a job pays no start-up of its own. They run in their own
+then take one task at a time (a job; for the fused launcher, a fused group), so a job pays no
+start-up of its own. They run in their own
 process group: Ctrl-C reaches the launcher only, which forwards every signal it receives to
 the workers (the jobs save ``last.ckpt`` and end ``interrupted``), starts no further job, and
 stops the sweep with its summary. A worker that dies leaves its job ``failed`` and is replaced.
@@ -16,7 +17,7 @@ import os
 import queue
 import signal
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,8 +102,20 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+#: what a worker does with one task: the returns of the jobs it ran, in the task's order
+Work = Callable[[Any, Any, Any], list[JobReturn]]
+
+
+def run_one(hydra_context: Any, task_function: Any, sweep_config: DictConfig) -> list[JobReturn]:
+    """A side-by-side task: one job, run as Hydra's own launcher runs it."""
+    HydraConfig.instance().set_config(sweep_config)
+    return [run_job(hydra_context=hydra_context, config=sweep_config,
+                    task_function=task_function, job_dir_key="hydra.sweep.dir",
+                    job_subdir_key="hydra.sweep.subdir")]
+
+
 def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: int) -> None:
-    """A worker's life: take jobs until told to stop (None) or the launcher is gone."""
+    """A worker's life: take tasks until told to stop (None) or the launcher is gone."""
     os.setpgrp()  # signals come from the launcher only, each once
     from dlfoundations.interrupts import INTERRUPTS
 
@@ -110,7 +123,7 @@ def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: in
     import torch
 
     torch.set_num_threads(slot.threads)
-    hydra_context, task_function, singleton_state = cloudpickle.loads(payload)
+    hydra_context, task_function, singleton_state, work = cloudpickle.loads(payload)
     setup_globals()
     Singleton.set_state(singleton_state)
     while True:
@@ -122,12 +135,8 @@ def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: in
             continue
         if task is None:
             return
-        position, sweep_config = task
-        HydraConfig.instance().set_config(sweep_config)
-        returned = run_job(hydra_context=hydra_context, config=sweep_config,
-                           task_function=task_function, job_dir_key="hydra.sweep.dir",
-                           job_subdir_key="hydra.sweep.subdir")
-        results.put((slot.index, position, returned))
+        position, item = task
+        results.put((slot.index, position, work(hydra_context, task_function, item)))
 
 
 class Workers:
@@ -153,7 +162,7 @@ class Workers:
             process.start()
         self.processes[slot.index] = process
 
-    def give(self, slot: Slot, task: tuple[int, DictConfig]) -> None:
+    def give(self, slot: Slot, task: tuple[int, Any]) -> None:
         if slot.index not in self.processes or not self.processes[slot.index].is_alive():
             self.start(slot)
         self.tasks[slot.index].put(task)
@@ -207,9 +216,6 @@ def lost_job(sweep_config: DictConfig, exitcode: int | None) -> tuple[JobReturn,
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
            ) -> Sequence[JobReturn]:
     """Run the jobs on the slots' workers; after a signal, end the sweep (exit status 3)."""
-    from dlfoundations.interrupts import INTERRUPTS
-    from dlfoundations.run.cli import sweep_stopped
-
     config = launcher.config
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -222,12 +228,26 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             check_one_process(sweep_config)
     except UserError as err:
         raise refused(err) from err
+    return on_workers(launcher, slots, configs,
+                      [([position], config) for position, config in enumerate(configs)], run_one)
+
+
+def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
+               tasks: list[tuple[list[int], Any]], work: Work) -> list[JobReturn]:
+    """Hand each task (the positions of its jobs among ``configs``, and what ``work`` takes)
+    to a free worker; a job's line is printed as its task returns. Signals are forwarded to
+    the workers and end the sweep (exit status 3); a worker that dies leaves its jobs
+    ``failed``. Returns every job's return, in the order of ``configs``."""
+    from dlfoundations.interrupts import INTERRUPTS
+    from dlfoundations.run.cli import sweep_stopped
+
+    config = launcher.config
     payload = cloudpickle.dumps((launcher.hydra_context, launcher.task_function,
-                                 Singleton.get_state()))
-    workers = Workers(slots[:len(configs)], payload)
-    pending = deque(enumerate(configs))
+                                 Singleton.get_state(), work))
+    workers = Workers(slots[:len(tasks)], payload)
+    pending = deque(enumerate(item for _, item in tasks))
     returns: dict[int, JobReturn] = {}
-    busy: dict[int, int] = {}  # slot index -> position of the job it runs
+    busy: dict[int, int] = {}  # slot index -> the task it runs
     forwarded = 0
     try:
         while pending or busy:
@@ -240,16 +260,18 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
                     busy[slot.index] = pending[0][0]
                     workers.give(slot, pending.popleft())
             try:
-                index, position, returned = workers.results.get(timeout=POLL_S)
-                returns[position] = returned
-                PROGRESS.job_done(returned)
+                index, task, returned = workers.results.get(timeout=POLL_S)
+                for position, job in zip(tasks[task][0], returned, strict=True):
+                    returns[position] = job
+                    PROGRESS.job_done(job)
                 del busy[index]
             except queue.Empty:
-                for index, position in list(busy.items()):
+                for index, task in list(busy.items()):
                     exitcode = workers.processes[index].exitcode
                     if exitcode is not None:
-                        returns[position], reason = lost_job(configs[position], exitcode)
-                        PROGRESS.job_done(returns[position], failure=reason)
+                        for position in tasks[task][0]:
+                            returns[position], reason = lost_job(configs[position], exitcode)
+                            PROGRESS.job_done(returns[position], failure=reason)
                         del busy[index]
     finally:
         workers.stop()

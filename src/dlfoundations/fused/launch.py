@@ -1,22 +1,24 @@
-"""The fused launcher's work: plan the groups, build every member, train each group, and hand
-Hydra one ``JobReturn`` per job (progress lines, summary) as the other launchers do."""
+"""The fused launcher's work: plan the groups, build every member, train each group (here, or
+on the side-by-side launcher's workers), and hand Hydra one ``JobReturn`` per job (progress
+lines, summary) as the other launchers do."""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError, refused
 from dlfoundations.fused.grouping import fused_groups, plan_line
 from dlfoundations.fused.member import Member, build_member, check_fusable, open_member
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.run import console
-from dlfoundations.side_by_side import sweep_configs
+from dlfoundations.side_by_side import on_workers, plan_slots, sweep_configs, visible_gpus
 
 
 def job_return(member: Member) -> JobReturn:
@@ -49,9 +51,30 @@ def train_group(members: list[Member]) -> None:
     group.fit()
 
 
+def run_group(hydra_context: Any, task_function: Any,
+              jobs: list[tuple[int, DictConfig]]) -> list[JobReturn]:
+    """One fused group (its jobs' positions and configs) trained in this process, with
+    Hydra's callbacks around each job; every job's return, in order. A signal stops the
+    group (each member saved ``interrupted``); the caller ends the sweep."""
+    members = [open_member(position, sweep_config) for position, sweep_config in jobs]
+    console.configure(any(member.cfg.get("verbose") for member in members))
+    callbacks = hydra_context.callbacks
+    for member in members:
+        callbacks.on_job_start(config=member.sweep_config, task_function=task_function)
+    try:
+        train_group(members)
+    except RunInterrupted:
+        pass
+    finally:
+        for member in members:
+            callbacks.on_job_end(config=member.sweep_config, job_return=job_return(member))
+    return [job_return(member) for member in members]
+
+
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
            ) -> Sequence[JobReturn]:
-    """Run the sweep's jobs in fused groups, one group after another."""
+    """Plan the groups; run them one after another here (``n_jobs: 1``) or side by side on
+    the side-by-side launcher's workers (several groups share a GPU with ``jobs_per_gpu``)."""
     from dlfoundations.run.cli import sweep_stopped
 
     config = launcher.config
@@ -62,30 +85,21 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     try:
         for sweep_config in configs:
             check_fusable(sweep_config)
+        groups = fused_groups(configs)
+        slots = None if launcher.n_jobs == 1 else plan_slots(
+            launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"),
+            len(os.sched_getaffinity(0)), visible_gpus())
     except UserError as err:
         raise refused(err) from err
-    members = [open_member(position, sweep_config)
-               for position, sweep_config in enumerate(configs)]
-    groups = fused_groups([member.cfg for member in members])
-    print(plan_line(groups), flush=True)
-    console.configure(bool(config.get("verbose")))
-    callbacks = launcher.hydra_context.callbacks
-    try:
-        for group in groups:
-            group_members = [members[position] for position in group]
-            for member in group_members:
-                callbacks.on_job_start(config=member.sweep_config,
-                                       task_function=launcher.task_function)
-            try:
-                train_group(group_members)
-            finally:
-                for member in group_members:
-                    if member.metrics:
-                        callbacks.on_job_end(config=member.sweep_config,
-                                             job_return=job_return(member))
-    except RunInterrupted as err:
-        raise sweep_stopped(config.get("search") is not None,
-                            str(config.hydra.sweep.dir)) from err
-    if INTERRUPTS.received is not None:
-        raise sweep_stopped(config.get("search") is not None, str(config.hydra.sweep.dir))
-    return [job_return(member) for member in members if member.metrics]
+    print(plan_line(groups) + (f", {min(len(slots), len(groups))} at a time" if slots and
+                               len(groups) > 1 else ""), flush=True)
+    tasks = [(group, [(position, configs[position]) for position in group]) for group in groups]
+    if slots is not None:
+        return on_workers(launcher, slots, configs, tasks, run_group)
+    returns: dict[int, JobReturn] = {}
+    for positions, jobs in tasks:
+        returned = run_group(launcher.hydra_context, launcher.task_function, jobs)
+        returns.update(zip(positions, returned, strict=True))
+        if INTERRUPTS.received is not None:
+            raise sweep_stopped(config.get("search") is not None, str(config.hydra.sweep.dir))
+    return [returns[position] for position in sorted(returns)]

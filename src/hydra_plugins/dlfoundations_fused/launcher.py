@@ -13,9 +13,12 @@ from omegaconf import DictConfig
 
 class FusedLauncher(Launcher):
     """Trains the jobs of a sweep that share the shape of their work as one stacked model
-    (``dlfoundations.fused``), one group after another, each job still a whole run."""
+    (``dlfoundations.fused``), each job still a whole run: ``n_jobs`` groups at a time (1: one
+    after another in this process; null: ``jobs_per_gpu`` per visible GPU, or cores /
+    ``threads`` without a GPU, on the side-by-side launcher's workers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, n_jobs: int | None = 1, jobs_per_gpu: int = 1) -> None:
+        self.n_jobs, self.jobs_per_gpu = n_jobs, jobs_per_gpu
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
