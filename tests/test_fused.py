@@ -97,6 +97,22 @@ def test_every_member_equals_its_solo_run_in_float64(sweep: str, tmp_path: Path,
             (solo["epochs"], solo["global_step"], solo["best_epoch"])
 
 
+@pytest.mark.slow
+def test_in_float32_a_member_differs_from_its_solo_run_as_thread_counts_do(
+        tmp_path: Path, raw_paths: dict) -> None:
+    """float32, 300 steps with dropout: a member's final metrics are as close to one of the
+    job's solo runs (1 or 2 threads) as those two runs are to each other (float32's
+    resolution at least)."""
+    job = ("model=mlp", "optim=adam", "trainer.max_epochs=3", "trainer.limit_train_batches=100",
+           "trainer.limit_val_batches=10", "trainer.limit_test_batches=10")
+    solo = [metrics_of(solo_run(tmp_path / f"threads{threads}", *job, f"threads={threads}"))
+            for threads in (1, 2)]
+    member = metrics_of(fused_sweep(tmp_path / "fused", *job, "threads=1", "seed=0,1")["0"])
+    for key in ("val/loss", "val/acc", "test/loss", "test/acc"):
+        threads_apart = max(abs(solo[0][key] - solo[1][key]), 1e-6 * abs(solo[0][key]))
+        assert min(abs(member[key] - run[key]) for run in solo) <= threads_apart, key
+
+
 def scalar_steps(run_dir: Path) -> dict[str, list[int]]:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
     return {tag: [event.step for event in events.Scalars(tag)]

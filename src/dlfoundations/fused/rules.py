@@ -26,19 +26,19 @@ State = dict[str, torch.Tensor]
 def sgd(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
     """b <- g (first step), then b <- mu b + (1 - dampening) g; w <- w - eta b (mu = 0: w <-
     w - eta g), as ``torch.optim.SGD``."""
+    moving = h["momentum"] > 0
     if "momentum_buffer" not in state:
         state["momentum_buffer"] = g.clone()
     else:
-        damped = torch.where(h["momentum"] > 0, 1 - h["dampening"], torch.ones_like(h["lr"]))
-        state["momentum_buffer"].mul_(h["momentum"]).add_(damped * g)
-    b = state["momentum_buffer"]
-    p.sub_(h["lr"] * torch.where(h["momentum"] > 0, b, g))
+        damped = torch.where(moving, 1 - h["dampening"], torch.ones_like(h["lr"]))
+        state["momentum_buffer"].mul_(cast(h["momentum"], p)).add_(cast(damped, p) * g)
+    p.sub_(cast(h["lr"], p) * torch.where(moving, state["momentum_buffer"], g))
 
 
 def notes_momentum(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
     """v <- gamma v + eta g, w <- w - v (``scratch_optimizers.Momentum``)."""
     v = state.setdefault("v", torch.zeros_like(p))
-    v.mul_(h["momentum"]).add_(h["lr"] * g)
+    v.mul_(cast(h["momentum"], p)).add_(cast(h["lr"], p) * g)
     p.sub_(v)
 
 
@@ -46,14 +46,15 @@ def adagrad(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int)
     """s <- s + g^2, w <- w - eta_t g / (sqrt(s) + eps), eta_t = eta / (1 + (t - 1) lr_decay)."""
     s = state.setdefault("sum", torch.zeros_like(p))
     s.addcmul_(g, g)
-    p.sub_(h["lr"] / (1 + (step - 1) * h["lr_decay"]) * g / (s.sqrt() + h["eps"]))
+    eta = cast(h["lr"] / (1 + (step - 1) * h["lr_decay"]), p)
+    p.sub_(eta * (g / s.sqrt().add_(cast(h["eps"], p))))
 
 
 def rmsprop(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
     """s <- gamma s + (1 - gamma) g^2, w <- w - eta g / (sqrt(s) + eps); gamma is ``alpha``."""
     s = state.setdefault("square_avg", torch.zeros_like(p))
-    s.mul_(h["alpha"]).add_((1 - h["alpha"]) * g * g)
-    p.sub_(h["lr"] * g / (s.sqrt() + h["eps"]))
+    s.mul_(cast(h["alpha"], p)).add_(cast(1 - h["alpha"], p) * (g * g))
+    p.sub_(cast(h["lr"], p) * (g / s.sqrt().add_(cast(h["eps"], p))))
 
 
 def adadelta(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
@@ -61,11 +62,11 @@ def adadelta(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int
     delta <- rho delta + (1 - rho) g'^2."""
     s = state.setdefault("square_avg", torch.zeros_like(p))
     delta = state.setdefault("acc_delta", torch.zeros_like(p))
-    rho, eps = h["rho"], h["eps"]
-    s.mul_(rho).add_((1 - rho) * g * g)
-    rescaled = (delta + eps).sqrt() / (s + eps).sqrt() * g
-    delta.mul_(rho).add_((1 - rho) * rescaled * rescaled)
-    p.sub_(h["lr"] * rescaled)
+    rho, rest, eps = cast(h["rho"], p), cast(1 - h["rho"], p), cast(h["eps"], p)
+    s.mul_(rho).add_(rest * (g * g))
+    rescaled = (delta + eps).sqrt_().div_((s + eps).sqrt_()).mul_(g)
+    delta.mul_(rho).add_(rest * (rescaled * rescaled))
+    p.sub_(cast(h["lr"], p) * rescaled)
 
 
 def adam(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
@@ -73,17 +74,22 @@ def adam(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) ->
     w <- w - eta v / (1 - beta1^t) / (sqrt(s / (1 - beta2^t)) + eps)."""
     v = state.setdefault("exp_avg", torch.zeros_like(p))
     s = state.setdefault("exp_avg_sq", torch.zeros_like(p))
-    beta1, beta2 = h["beta1"], h["beta2"]
-    v.mul_(beta1).add_((1 - beta1) * g)
-    s.mul_(beta2).add_((1 - beta2) * g * g)
-    denom = (s.sqrt() / (1 - beta2 ** step).sqrt()).add_(h["eps"])
-    p.sub_(h["lr"] / (1 - beta1 ** step) * v / denom)
+    v.lerp_(g, cast(1 - h["beta1"], p))
+    s.mul_(cast(h["beta2"], p)).add_(cast(1 - h["beta2"], p) * (g * g))
+    denom = (s.sqrt() / cast((1 - h["beta2"] ** step).sqrt(), p)).add_(cast(h["eps"], p))
+    p.sub_(cast(h["lr"] / (1 - h["beta1"] ** step), p) * (v / denom))
 
 
 def adamw(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
     """w <- w (1 - eta lambda), then Adam on dL/dw (``torch.optim.AdamW``)."""
-    p.mul_(1 - h["lr"] * h["decoupled_decay"])
+    p.mul_(cast(1 - h["lr"] * h["decoupled_decay"], p))
     adam(p, g, state, h, step)
+
+
+def cast(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-member value computed in float64 (as torch's optimizers compute their Python
+    scalars), in the parameter's dtype only where it meets the parameter."""
+    return value.to(like.dtype)
 
 
 Rule = Callable[[torch.Tensor, torch.Tensor, State, Hyper, int], None]
@@ -144,7 +150,7 @@ RULE_KEYS: dict[Rule, dict[str, float]] = {
 @dataclass
 class RuleGroup:
     """The members ``[start, stop)`` that share one rule, their hyperparameters (n values
-    each) and their state per stacked parameter."""
+    each, kept in float64) and their state per stacked parameter."""
 
     rule: Rule
     start: int
@@ -153,9 +159,10 @@ class RuleGroup:
     state: list[State] = field(default_factory=list)
 
     def hyper(self, like: torch.Tensor, decayed: bool) -> Hyper:
-        """The hyperparameters as tensors shaped (n, 1, ...) for a parameter like ``like``."""
+        """The hyperparameters as float64 tensors shaped (n, 1, ...) for a parameter like
+        ``like``."""
         shape = (self.stop - self.start,) + (1,) * (like.ndim - 1)
-        hyper = {key: torch.tensor(values, dtype=like.dtype, device=like.device).view(shape)
+        hyper = {key: torch.tensor(values, dtype=torch.float64, device=like.device).view(shape)
                  for key, values in self.values.items()}
         if not decayed:
             hyper["weight_decay"] = torch.zeros_like(hyper["weight_decay"])
@@ -209,7 +216,7 @@ class StackedOptimizer:
                 p = param[group.start:group.stop]
                 hyper = decayed if param.ndim > 2 else plain  # weights (ndim > 1 per member)
                 g = param.grad[group.start:group.stop]
-                g = g + hyper["weight_decay"] * p
+                g = g + cast(hyper["weight_decay"], p) * p
                 group.rule(p, g, state, hyper, self.step_count)
 
     def load_members(self, states: list[dict[str, Any]]) -> None:
