@@ -15,102 +15,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from dlfoundations.fused.grouping import fused_groups, plan_line
 from tests.conftest import start_script, wait_for
+from tests.fused_runs import (
+    fused_sweep,
+    jobs,
+    largest_difference,
+    metrics_of,
+    solo_run,
+    weights,
+)
 from tests.in_process import SMALL, run_in_process
-
-#: 50 steps in float64 over two epochs (a schedule changes the rate between them)
-STEPS_50 = ("trainer.precision=64-true", "trainer.max_epochs=2",
-            "trainer.limit_train_batches=25", "trainer.limit_val_batches=2",
-            "trainer.limit_test_batches=2", "threads=1")
-
-
-def jobs(sweep_dir: Path) -> dict[str, Path]:
-    """The sweep's job folders by name."""
-    return {path.parent.name: path.parent for path in sweep_dir.glob("*/metrics.json")}
-
-
-def metrics_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
-
-
-def weights(run_dir: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / name, weights_only=False)["state_dict"]
-
-
-def largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max((a[key].double() - b[key].double()).abs().max().item() for key in a)
-
-
-def fused_sweep(sweep_dir: Path, *overrides: str) -> dict[str, Path]:
-    outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", *overrides,
-                             f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}")
-    assert outcome.status == 0, outcome.output[-3000:]
-    return jobs(sweep_dir)
-
-
-def solo_run(run_dir: Path, *overrides: str) -> Path:
-    outcome = run_in_process("train.py", *overrides, f"hydra.run.dir={run_dir}")
-    assert outcome.status == 0, outcome.output[-3000:]
-    return run_dir
-
-
-SWEEPS = {
-    "optimizers": ("model=mlp", "optim=sgd,momentum,adagrad,rmsprop,adadelta,adam,adamw,"
-                   "scratch/sgd,scratch/momentum,scratch/adagrad,scratch/rmsprop,scratch/adadelta,"
-                   "scratch/adam", "scheduler=exponential", "optim.weight_decay=0.001"),
-    "schedulers": ("model=mlp", "optim=scratch/momentum",
-                   "scheduler=cosine,exponential,step,none"),
-    "initialisers": ("model=mlp", "optim=adam", "init=default,normal,xavier,kaiming,zeros",
-                     "seed=3"),
-    "seeds and rates": ("model=mlp", "optim=adam", "seed=0,1", "optim.lr=0.001,0.01",
-                        "lr_scaling.rule=linear", "data.batch_size=128"),
-    "lenet": ("model=lenet", "optim=sgd,adam", "seed=0,1"),
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("sweep", SWEEPS)
-def test_every_member_equals_its_solo_run_in_float64(sweep: str, tmp_path: Path,
-                                                     raw_paths: dict) -> None:
-    """After 50 steps (two epochs, dropout on), every member's weights are within 1e-9 of the
-    same job run alone, its metrics equal to float32's precision (the single run's metric
-    objects keep float32): per optimizer (torch's and the
-    notes' own), scheduler, initialiser, seed and learning rate, and for LeNet (grouped
-    convolutions)."""
-    members = fused_sweep(tmp_path / "fused", *STEPS_50, *SWEEPS[sweep])
-    assert len(members) == len(list((tmp_path / "fused").glob("[0-9]*")))
-    for name, member_dir in members.items():
-        member = metrics_of(member_dir)
-        assert member["status"] == "completed", member
-        overrides = OmegaConf.load(member_dir / ".hydra" / "overrides.yaml")
-        solo_dir = solo_run(tmp_path / f"solo{name}", *overrides)
-        solo = metrics_of(solo_dir)
-        last = [torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
-                for run_dir in (member_dir, solo_dir)]
-        assert last[0]["global_step"] == last[1]["global_step"]  # saved with a new best
-        assert largest_difference(last[0]["state_dict"], last[1]["state_dict"]) < 1e-9, \
-            overrides
-        for key in ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss_epoch", "lr"):
-            # the single run's metric objects keep float32 (torchmetrics' default dtype)
-            assert member[key] == pytest.approx(solo[key], rel=1e-6), (overrides, key)
-        assert (member["epochs"], member["global_step"], member["best_epoch"]) == \
-            (solo["epochs"], solo["global_step"], solo["best_epoch"])
-
-
-@pytest.mark.slow
-def test_in_float32_a_member_differs_from_its_solo_run_as_thread_counts_do(
-        tmp_path: Path, raw_paths: dict) -> None:
-    """float32, 300 steps with dropout: a member's final metrics are as close to one of the
-    job's solo runs (1 or 2 threads) as those two runs are to each other (float32's
-    resolution at least)."""
-    job = ("model=mlp", "optim=adam", "trainer.max_epochs=3", "trainer.limit_train_batches=100",
-           "trainer.limit_val_batches=10", "trainer.limit_test_batches=10")
-    solo = [metrics_of(solo_run(tmp_path / f"threads{threads}", *job, f"threads={threads}"))
-            for threads in (1, 2)]
-    member = metrics_of(fused_sweep(tmp_path / "fused", *job, "threads=1", "seed=0,1")["0"])
-    for key in ("val/loss", "val/acc", "test/loss", "test/acc"):
-        threads_apart = max(abs(solo[0][key] - solo[1][key]), 1e-6 * abs(solo[0][key]))
-        assert min(abs(member[key] - run[key]) for run in solo) <= threads_apart, key
 
 
 def scalar_steps(run_dir: Path) -> dict[str, list[int]]:
