@@ -3,8 +3,8 @@
 The README's 18-job sweep (6 optimizers x 3 batch sizes, softmax, 10 epochs) run one job after
 another (Hydra's default launcher, with torch's own thread count and with one thread), side
 by side (``hydra/launcher=side_by_side``; with ``--jobs-per-gpu``, once per number of jobs per
-GPU) and fused (``hydra/launcher=fused``: the 6 jobs of each batch size as one stacked model),
-the modes taking turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep:
+GPU) and fused (``hydra/launcher=fused``: the 6 jobs of each batch size as one stacked model;
+its groups one after another, and side by side on one worker per core), the modes taking turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep:
 wall time, the per-job fixed cost (a job's wall time minus its training epochs,
 ``train/epoch_s``; so it holds set-up, the validation passes, the test and the writes) and
 training samples per second over the whole sweep.
@@ -35,7 +35,8 @@ QUICK = ("model=softmax", "optim=sgd,adam", "data.batch_size=256,1024", "trainer
 #: the launchers compared: one job after another with torch's own thread count (all cores)
 #: and with one thread (what a side-by-side job gets on a machine with as many cores as jobs)
 MODES = {"sequential": (), "sequential_1_thread": ("threads=1",),
-         "side_by_side": ("hydra/launcher=side_by_side",), "fused": ("hydra/launcher=fused",)}
+         "side_by_side": ("hydra/launcher=side_by_side",), "fused": ("hydra/launcher=fused",),
+         "fused_side_by_side": ("hydra/launcher=fused", "hydra.launcher.n_jobs=null")}
 
 
 def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> dict[str, Any]:

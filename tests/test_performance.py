@@ -69,7 +69,8 @@ def test_sweep_benchmark_measures_every_launcher(tmp_path: Path, raw_paths: dict
     result = run_script("benchmarks/sweep.py", "--quick", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     bench = json.loads(out.read_text())
-    assert sorted(bench) == ["fused", "sequential", "sequential_1_thread", "side_by_side"]
+    assert sorted(bench) == ["fused", "fused_side_by_side", "sequential", "sequential_1_thread",
+                             "side_by_side"]
     for (measured,) in bench.values():
         assert measured["jobs"] == 4 and measured["wall_s"] > measured["training_s"] / 4 > 0
         assert measured["fixed_cost_s_max"] >= measured["fixed_cost_s_median"] > 0
