@@ -4,10 +4,11 @@ The README's 18-job sweep (6 optimizers x 3 batch sizes, softmax, 10 epochs) run
 another (Hydra's default launcher, with torch's own thread count and with one thread), side
 by side (``hydra/launcher=side_by_side``; with ``--jobs-per-gpu``, once per number of jobs per
 GPU) and fused (``hydra/launcher=fused``: the 6 jobs of each batch size as one stacked model;
-its groups one after another, and side by side on one worker per core), the modes taking turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep:
-wall time, the per-job fixed cost (a job's wall time minus its training epochs,
-``train/epoch_s``; so it holds set-up, the validation passes, the test and the writes) and
-training samples per second over the whole sweep.
+its groups one after another, and side by side on one worker per core), the modes taking
+turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep: wall time, the per-job
+fixed cost (a job's wall time minus its training epochs, ``train/epoch_s``; so it holds
+set-up, the validation passes, the test and the writes) and training samples per second over
+the whole sweep.
 """
 
 from __future__ import annotations
