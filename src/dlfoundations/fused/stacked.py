@@ -77,10 +77,6 @@ class StackedNetwork(nn.Module):
             for params in zip(*(network.parameters() for network in networks), strict=True))
         self.generators = generators
 
-    @property
-    def members(self) -> int:
-        return len(self.generators)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params = iter(self.params)
         members, batch = x.shape[0], x.shape[1]
