@@ -30,6 +30,7 @@ SWEEPS = {
                      "seed=3"),
     "seeds and rates": (*MLP, "optim=adam", "seed=0,1", "optim.lr=0.001,0.01",
                         "lr_scaling.rule=linear", "data.batch_size=128"),
+    "dropout rates": (*MLP, "optim=sgd", "model.net.dropout=0.0,0.2,0.5"),
     "lenet": ("model=lenet", "optim=sgd,adam", "data.batch_size=64"),
 }
 
@@ -40,9 +41,8 @@ def test_every_member_equals_its_solo_run_in_float64(sweep: str, tmp_path: Path,
                                                      raw_paths: dict) -> None:
     """After 50 steps (two epochs, dropout on), every member's weights are within 1e-9 of the
     same job run alone, its metrics equal to float32's precision (the single run's metric
-    objects keep float32): per optimizer (torch's and the
-    notes' own), scheduler, initialiser, seed and learning rate, and for LeNet (grouped
-    convolutions)."""
+    objects keep float32): per optimizer (torch's and the notes' own), scheduler, initialiser,
+    seed, learning rate and dropout rate, and for LeNet (grouped convolutions)."""
     members = fused_sweep(tmp_path / "fused", *STEPS_50, *SWEEPS[sweep])
     assert len(members) == len(list((tmp_path / "fused").glob("[0-9]*")))
     for name, member_dir in members.items():
