@@ -208,3 +208,15 @@ def test_a_resume_with_a_damaged_state_is_refused_and_touches_nothing(
     assert {path: path.read_bytes() for path in (tmp_path / "0").rglob("*")
             if path.is_file() and path.name != ".claim"} == \
         {path: data for path, data in before.items() if path.name != ".claim"}
+
+
+def test_a_layer_it_cannot_stack_fails_its_jobs_in_one_sentence(tmp_path: Path,
+                                                                raw_paths: dict) -> None:
+    """Batch norm (``model=lenet_modern``): each job of the group ends ``failed`` before
+    training, in one sentence that names the layer; the sweep ends normally."""
+    members = fused_sweep(tmp_path, "model=lenet_modern", "optim=sgd,adam", *SMALL)
+    assert len(members) == 2
+    for job in members.values():
+        metrics = metrics_of(job)
+        assert metrics["status"] == "failed", metrics
+        assert "cannot stack a BatchNorm2d layer" in metrics["reason"]
