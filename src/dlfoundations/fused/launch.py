@@ -66,9 +66,10 @@ def run_group(hydra_context: Any, task_function: Any,
     except RunInterrupted:
         pass
     finally:
-        for member in members:
-            callbacks.on_job_end(config=member.sweep_config, job_return=job_return(member))
-    return [job_return(member) for member in members]
+        returns = [job_return(member) for member in members]
+        for member, returned in zip(members, returns, strict=True):
+            callbacks.on_job_end(config=member.sweep_config, job_return=returned)
+    return returns
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int

@@ -151,8 +151,9 @@ class RunStart:
 
 
 def start_run(cfg: DictConfig) -> RunStart:
-    """Check ``cfg``, seed, build data, trainer and model (its initial weights drawn after
-    ``seed_everything(cfg.seed)``), write ``config.yaml`` and say the plan line."""
+    """Seed, build data, trainer and model (its initial weights drawn after
+    ``seed_everything(cfg.seed)``), write ``config.yaml`` and say the plan line; ``cfg`` is
+    checked before (``check_run_config``)."""
     started = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("threads"):

@@ -6,26 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+
+from hydra_plugins.dlfoundations_side_by_side.launcher import SideBySideLauncher
 
 
-class FusedLauncher(Launcher):
+class FusedLauncher(SideBySideLauncher):
     """Trains the jobs of a sweep that share the shape of their work as one stacked model
     (``dlfoundations.fused``), each job still a whole run: ``n_jobs`` groups at a time (1: one
     after another in this process; null: ``jobs_per_gpu`` per visible GPU, or cores /
     ``threads`` without a GPU, on the side-by-side launcher's workers)."""
 
     def __init__(self, n_jobs: int | None = 1, jobs_per_gpu: int = 1) -> None:
-        self.n_jobs, self.jobs_per_gpu = n_jobs, jobs_per_gpu
-        self.config: DictConfig | None = None
-        self.task_function: TaskFunction | None = None
-        self.hydra_context: HydraContext | None = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
-              config: DictConfig) -> None:
-        self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
+        super().__init__(n_jobs, jobs_per_gpu)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
                ) -> Sequence[JobReturn]:
