@@ -5,6 +5,7 @@ process (``tests.in_process``) as on the command line."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dlfoundations.fused.grouping import fused_groups, plan_line
-from tests.conftest import start_script, wait_for
+from tests.conftest import snapshot, start_script, wait_for
 from tests.fused_runs import (
     fused_sweep,
     jobs,
@@ -24,6 +25,12 @@ from tests.fused_runs import (
     weights,
 )
 from tests.in_process import SMALL, run_in_process
+
+
+def files_of(run_dir: Path) -> set[str]:
+    """The files of a run folder by relative name (an events file's host and time aside)."""
+    return {str(path.relative_to(run_dir)).split(".out.tfevents")[0]
+            for path in run_dir.rglob("*") if path.is_file()}
 
 
 def scalar_steps(run_dir: Path) -> dict[str, list[int]]:
@@ -46,10 +53,7 @@ def test_a_fused_sweep_leaves_what_the_default_launcher_leaves(tmp_path: Path,
     basic = jobs(tmp_path / "basic")
     assert fused.keys() == basic.keys() == {"0", "1"}
     for name in basic:
-        def files(run_dir: Path) -> set[str]:
-            return {str(path.relative_to(run_dir)).split(".out.tfevents")[0]
-                    for path in run_dir.rglob("*") if path.is_file()}
-        assert files(fused[name]) == files(basic[name])
+        assert files_of(fused[name]) == files_of(basic[name])
         member, single = metrics_of(fused[name]), metrics_of(basic[name])
         assert member.keys() == single.keys() and member["status"] == "completed"
         assert scalar_steps(fused[name]) == scalar_steps(basic[name])
@@ -69,14 +73,20 @@ def test_a_fused_sweep_leaves_what_the_default_launcher_leaves(tmp_path: Path,
 
 
 def test_a_diverging_member_stops_alone(tmp_path: Path, raw_paths: dict) -> None:
-    """A member whose loss becomes infinite ends ``diverged`` with the step named; the other
-    member of its group completes with the numbers of its run alone."""
+    """A member whose loss becomes infinite ends ``diverged`` with the step, the sentence and
+    the counts of its run alone; the other member of its group completes with the numbers of
+    its run alone."""
     short = ("model=mlp", *SMALL, "optim=sgd", "trainer.precision=64-true", "threads=1")
     members = fused_sweep(tmp_path / "fused", *short, "optim.lr=0.1,1e20")
     diverged, completed = metrics_of(members["1"]), metrics_of(members["0"])
     assert diverged["status"] == "diverged", diverged
     assert "the training loss became nan at step" in diverged["reason"]
-    assert "the last finite loss was" in diverged["reason"] and diverged["global_step"] < 10
+    outcome = run_in_process("train.py", *short, "optim.lr=1e20",
+                             f"hydra.run.dir={tmp_path / 'solo_diverged'}")
+    assert outcome.status == 3, outcome.output[-3000:]
+    alone = metrics_of(tmp_path / "solo_diverged")
+    for key in ("status", "reason", "global_step", "epochs"):
+        assert diverged[key] == alone[key], key
     assert completed["status"] == "completed"
     solo = solo_run(tmp_path / "solo", *short, "optim.lr=0.1")
     assert largest_difference(weights(members["0"]), weights(solo)) < 1e-9
@@ -128,6 +138,9 @@ def test_groups_follow_the_keys_that_fix_the_shape() -> None:
     ("trainer.devices=2", "trainer.devices=2 is not allowed"),
     ("trainer.precision=bf16-mixed", "trainer.precision="),
     ("trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches=2"),
+    ("model=lenet_modern", "model.net.batch_norm=True"),
+    ("callbacks=none", "callbacks.model_checkpoint is required"),
+    ("hparams_search=mlp", "hparams_search is not allowed"),
 ])
 def test_what_a_group_cannot_compute_is_refused_before_anything_trains(
         override: str, sentence: str, tmp_path: Path, raw_paths: dict) -> None:
@@ -210,13 +223,76 @@ def test_a_resume_with_a_damaged_state_is_refused_and_touches_nothing(
         {path: data for path, data in before.items() if path.name != ".claim"}
 
 
-def test_a_layer_it_cannot_stack_fails_its_jobs_in_one_sentence(tmp_path: Path,
-                                                                raw_paths: dict) -> None:
-    """Batch norm (``model=lenet_modern``): each job of the group ends ``failed`` before
-    training, in one sentence that names the layer; the sweep ends normally."""
-    members = fused_sweep(tmp_path, "model=lenet_modern", "optim=sgd,adam", *SMALL)
-    assert len(members) == 2
-    for job in members.values():
-        metrics = metrics_of(job)
-        assert metrics["status"] == "failed", metrics
-        assert "cannot stack a BatchNorm2d layer" in metrics["reason"]
+def test_a_job_folder_name_too_long_is_refused_before_anything_trains(
+        tmp_path: Path, raw_paths: dict) -> None:
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", "optim=sgd,adam",
+                             "hydra.sweep.subdir=" + "x" * 300, *SMALL,
+                             f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert outcome.status == 2, outcome.output[-3000:]
+    assert "more than the file system's" in outcome.output and "Traceback" not in outcome.output
+
+
+def test_ctrl_c_during_the_final_tests_stops_as_a_single_run_does(
+        tmp_path: Path, raw_paths: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT as the second member's test starts (the process signals itself there): that
+    member and those after it end ``interrupted``, exit status 3; the first was written."""
+    from dlfoundations.fused import member as member_module
+
+    tested = []
+
+    def test_then_signal(*args: object) -> dict:
+        tested.append(args)
+        if len(tested) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_test(*args)
+
+    real_test = member_module.test
+    monkeypatch.setattr(member_module, "test", test_then_signal)
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", "model=softmax",
+                             "optim=sgd,adam,adagrad", *SMALL,
+                             f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=${hydra.job.num}")
+    assert outcome.status == 3, outcome.output[-3000:]
+    statuses = [metrics_of(tmp_path / job)["status"] for job in ("0", "1", "2")]
+    assert sorted(statuses) == ["completed", "interrupted", "interrupted"], statuses
+    assert "Traceback" not in outcome.output
+
+
+def test_a_bug_inside_a_fused_sweep_is_exit_1_with_its_traceback(
+        tmp_path: Path, raw_paths: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fault that is not bad input (injected into the validation) is a bug: each member
+    ends ``failed`` naming it, and the command ends with its traceback (status 1), never as
+    a command line that does not compose."""
+    from dlfoundations.fused.group import FusedGroup
+
+    def injected(self: FusedGroup) -> None:
+        raise ZeroDivisionError("an injected bug")
+
+    monkeypatch.setattr(FusedGroup, "validate_and_save", injected)
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", "model=softmax",
+                             "optim=sgd,adam", *SMALL, f"hydra.sweep.dir={tmp_path}",
+                             "hydra.sweep.subdir=${hydra.job.num}")
+    assert outcome.status == 1, outcome.output[-3000:]
+    assert "Traceback" in outcome.output and "does not compose" not in outcome.output
+    for job in ("0", "1"):
+        metrics = metrics_of(tmp_path / job)
+        assert metrics["status"] == "failed" and "an injected bug" in metrics["reason"]
+
+
+def test_a_fused_sweep_resumed_by_another_launcher_is_refused_touching_nothing(
+        tmp_path: Path, raw_paths: dict) -> None:
+    """resume=true with the default launcher on a fused sweep's folders: each job refused in
+    one sentence naming hydra/launcher=fused, every member's files as they were."""
+    sweep = ("model=softmax", *SMALL, "optim=sgd,adam", "hydra.sweep.subdir=${hydra.job.num}",
+             f"hydra.sweep.dir={tmp_path}")
+    assert run_in_process("train.py", "-m", "hydra/launcher=fused", *sweep).status == 0
+    for job in ("0", "1"):
+        (tmp_path / job / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
+    before = {job: snapshot(tmp_path / job) for job in ("0", "1")}
+    outcome = run_in_process("train.py", "-m", *sweep, "resume=true")
+    assert outcome.output.count("resume the sweep with hydra/launcher=fused") == 2, \
+        outcome.output[-3000:]
+    assert "Traceback" not in outcome.output
+    for job in ("0", "1"):
+        after = snapshot(tmp_path / job)
+        assert {k: v for k, v in after.items() if k != ".claim"} == \
+            {k: v for k, v in before[job].items() if k != ".claim"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -184,3 +185,97 @@ def test_a_config_with_any_key_set_to_another_type_runs_or_is_refused(
         created = set(tmp_path.iterdir()) - set(before) - {run_dir}
         assert not created or key.rsplit(".", 1)[-1].endswith(WHERE), (override, created)
     print(f"{CASES} config cases (seed {SEED}): exit statuses {dict(sorted(statuses.items()))}")
+
+
+#: a fused sweep of two members, long enough to be stopped in its second epoch
+FUSED = ("-m", "hydra/launcher=fused", "model=mlp", "model.net.hidden=[16]", "optim=sgd,adam",
+         *SMALL, "hydra.sweep.subdir=${hydra.job.num}")
+
+
+@pytest.fixture(scope="module")
+def fused_workspace(tmp_path_factory: pytest.TempPathFactory, raw_paths: dict) -> dict[str, Any]:
+    """A real fused sweep stopped by SIGINT at step 7 (in epoch 1: both members' last.ckpt
+    hold mid-epoch state), a pristine copy of it, and a folder of the user's files beside it."""
+    from dlfoundations.fused.group import FusedGroup
+
+    root = tmp_path_factory.mktemp("fused_fuzz")
+    sweep_dir = root / "sweep"
+    real = FusedGroup.check_finite
+
+    def signal_at_step_7(self: FusedGroup, losses: torch.Tensor) -> None:
+        real(self, losses)
+        if self.global_step == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FusedGroup, "check_finite", signal_at_step_7)
+        outcome = run_in_process("train.py", *FUSED, f"hydra.sweep.dir={sweep_dir}")
+    assert outcome.status == 3, outcome.output[-3000:]
+    shutil.copytree(sweep_dir, root / "pristine", symlinks=True)
+    outside = root / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("the user's file\n")
+    return {"root": root, "sweep": sweep_dir, "pristine": root / "pristine", "outside": outside}
+
+
+def fused_values(value: Any) -> list[Any]:
+    """Values of another type, shape, dtype or range than ``value``."""
+    if isinstance(value, torch.Tensor):
+        return [value.flatten()[:1].clone(), value.to(torch.int64), value.to(torch.float16),
+                torch.full_like(value.double(), float("nan")), -value.double().abs() - 1,
+                value.unsqueeze(0), "a string", None]
+    if isinstance(value, bool):
+        return [not value, 1, "true"]
+    if isinstance(value, int):
+        return [value + 1, value - 1, -1, 10**9, 1.5, "1", None]
+    if isinstance(value, float):
+        return [value * 2 + 1, -1.0, float("nan"), float("inf"), "0.1", None]
+    if isinstance(value, list):
+        return [[], value[:-1], [*value, value[-1]] if value else [1], "a list", None]
+    if isinstance(value, dict):
+        return [{}, {"key": "value"}, "a dict", None, MISSING]
+    return ["a string", -1, None, MISSING]
+
+
+def test_a_fused_state_with_any_piece_replaced_is_resumed_or_refused(
+        fused_workspace: dict, raw_paths: dict) -> None:
+    """Each case replaces one piece of the ``fused`` state, in one member's last.ckpt or in
+    both: the resumed sweep ends 0, 2 or 3 without a traceback, nothing outside the sweep is
+    touched, and a member whose file was refused keeps every file of its folder as it was."""
+    root, sweep_dir = fused_workspace["root"], fused_workspace["sweep"]
+    originals = {job: torch.load(fused_workspace["pristine"] / job / "checkpoints" / "last.ckpt",
+                                 weights_only=True) for job in ("0", "1")}
+    fields = list(paths(originals["0"]["fused"]))
+    generator = random.Random(SEED)
+    user_files = snapshot(fused_workspace["outside"])
+    statuses: dict[int, int] = {}
+    refused = 0
+    for case in range(CASES):
+        path = generator.choice(fields)
+        node: Any = originals["0"]["fused"]
+        for key in path:
+            node = node[key]
+        value = generator.choice(fused_values(node))
+        crafted = ("0",) if case % 3 else ("0", "1")
+        what = f"case {case}: fused.{'.'.join(map(str, path))} = {value!r:.80} in {crafted}"
+        shutil.rmtree(sweep_dir)
+        shutil.copytree(fused_workspace["pristine"], sweep_dir, symlinks=True)
+        for job in crafted:
+            torch.save(replaced(originals[job], ("fused", *path), value),
+                       sweep_dir / job / "checkpoints" / "last.ckpt")
+        before = {job: snapshot(sweep_dir / job) for job in crafted}
+        outcome = run_in_process("train.py", *FUSED, f"hydra.sweep.dir={sweep_dir}",
+                                 "resume=true")
+        check_outcome(outcome, what)
+        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+        for job in crafted:  # refused (its status as it was): every file as it was
+            after = snapshot(sweep_dir / job)
+            if after.get("metrics.json") == before[job].get("metrics.json"):
+                assert {k: v for k, v in after.items() if k != ".claim"} == \
+                    {k: v for k, v in before[job].items() if k != ".claim"}, what
+                assert f"{sweep_dir / job}" in outcome.output, what  # the sentence names it
+                refused += 1
+        assert snapshot(fused_workspace["outside"]) == user_files, what
+        assert sorted(p.name for p in root.iterdir()) == ["outside", "pristine", "sweep"], what
+    print(f"{CASES} fused-state cases (seed {SEED}): exit statuses "
+          f"{dict(sorted(statuses.items()))}, {refused} members refused")

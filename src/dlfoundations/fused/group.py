@@ -15,60 +15,19 @@ import math
 import time
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from dlfoundations.data.resumable_loader import EpochRandomSampler
-from dlfoundations.errors import UserError
-from dlfoundations.fused.member import Member, precision_dtype
+from dlfoundations.fused.controls import precision_dtype
+from dlfoundations.fused.member import Member
 from dlfoundations.fused.rules import RULES, StackedOptimizer
+from dlfoundations.fused.split import StackedSplit, batches
 from dlfoundations.fused.stacked import StackedNetwork
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.status import Status
-
-
-@dataclass
-class StackedSplit:
-    """One split of every member: pixels (K, N, H*W) uint8, labels (K, N), and each member's
-    normalisation x = pixels * scale - shift."""
-
-    pixels: torch.Tensor
-    labels: torch.Tensor
-    scale: torch.Tensor
-    shift: torch.Tensor
-    side: tuple[int, int]
-
-    @classmethod
-    def of(cls, members: list[Member], split: str, device: torch.device) -> StackedSplit:
-        datasets = [member.run.datamodule.splits[split] for member in members]
-        return cls(torch.stack([d.images.flatten(1) for d in datasets]).to(device),
-                   torch.stack([d.labels for d in datasets]).to(device),
-                   torch.tensor([d.scale for d in datasets]).view(-1, 1, 1).to(device),
-                   torch.tensor([d.shift for d in datasets]).view(-1, 1, 1).to(device),
-                   tuple(datasets[0].images.shape[1:]))
-
-    def __len__(self) -> int:
-        return self.labels.shape[1]
-
-    def batch(self, index: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows ``index`` (K, B) of each member: x (K, B, 1, H, W) in ``dtype``, y (K, B)."""
-        rows = torch.arange(len(index), device=index.device).unsqueeze(1)
-        x = (self.pixels[rows, index] * self.scale).sub_(self.shift)  # as InMemoryImages
-        return x.to(dtype).view(*index.shape, 1, *self.side), self.labels[rows, index]
-
-
-def batches(limit: int | float | None, size: int, batch_size: int) -> int:
-    """How many batches an epoch takes: Lightning's ``limit_*_batches`` (a count, a fraction
-    or null: all) of ceil(size / batch_size)."""
-    total = math.ceil(size / batch_size)
-    if limit is None:
-        return total
-    if isinstance(limit, float) and limit <= 1.0:
-        return int(total * limit)
-    return min(total, int(limit))
 
 
 class FusedGroup:
@@ -105,9 +64,11 @@ class FusedGroup:
     # -- training ---------------------------------------------------------------------------
 
     def fit(self) -> None:
-        """Train every member for ``trainer.max_epochs`` epochs. A signal is acted on after
-        the current step or the current epoch's validation: every member saves its state
-        (``last.ckpt``) and ends ``interrupted``; ``resume=true`` continues from there."""
+        """Train every member for ``trainer.max_epochs`` epochs, then test and write each.
+        A signal in the steps is acted on after the current step or the current epoch's
+        validation: every member saves its state (``last.ckpt``) and ends ``interrupted``
+        (``resume=true`` continues from there); during the final tests, as in a single run's
+        test, it stops at once and the members not yet written end ``interrupted``."""
         try:
             with INTERRUPTS.run():
                 INTERRUPTS.enter_steps()
@@ -117,10 +78,10 @@ class FusedGroup:
                     self.epoch, self.batches_done = self.epoch + 1, 0
                     self.stop_if_signalled()
                 INTERRUPTS.leave_steps()
+                self.end_all()
         except RunInterrupted as err:
             self.stop_all(Status.INTERRUPTED, str(err))
             raise
-        self.end_all()
 
     def stop_if_signalled(self) -> None:
         """After a signal: save every member's ``last.ckpt`` where the group stands and stop."""
@@ -158,8 +119,8 @@ class FusedGroup:
             self.seen += y.shape[1]
             if (self.global_step + 1) % trainer.log_every_n_steps == 0:
                 self.log_each({"train/loss": loss} for loss in losses.detach().tolist())
-            self.check_finite(losses)
             self.global_step += 1
+            self.check_finite(losses)
             self.batches_done = index + 1
             self.stop_if_signalled()
         seconds = time.perf_counter() - started
@@ -170,8 +131,9 @@ class FusedGroup:
         self.seen = 0
 
     def check_finite(self, losses: torch.Tensor) -> None:
-        """Stop each member whose loss is not finite (on a GPU, checked every
-        ``log_every_n_steps`` steps, as ``DivergenceGuard`` checks a single run)."""
+        """Stop each member whose loss is not finite, naming the step as ``DivergenceGuard``
+        names a single run's (the steps taken, this one included; on a GPU, checked every
+        ``log_every_n_steps`` steps)."""
         if self.device.type != "cpu" and self.global_step % self.cfg.trainer.log_every_n_steps:
             return
         values = losses.detach().tolist()
@@ -270,22 +232,17 @@ class FusedGroup:
                 self.save(k, member, resume_at, last_only=True)
 
     def resume(self) -> None:
-        """Continue where every member's ``last.ckpt`` says the group stood; the members
-        must have been saved together (one interrupted fused group)."""
+        """Continue where every member's ``last.ckpt`` says the group stood (each member's
+        state checked by ``fused.resume.restore``; together by ``check_together``)."""
+        from dlfoundations.fused.resume import check_together
+
+        self.epoch, self.batches_done, self.global_step = check_together(self.members)
         states = [member.resume_from for member in self.members]
-        where = {(s["epoch"], s["batches_done"], s["global_step"]) if s else None
-                 for s in states}
-        if len(where) != 1 or None in where:
-            raise UserError(
-                "resume=true is not allowed here: the members of this fused group were not "
-                "saved together (their last.ckpt stand at different steps); start the sweep "
-                "again in a new folder.")
-        self.epoch, self.batches_done, self.global_step = next(iter(where))
-        self.optimizer.load_members([s["optimizer"] for s in states])
+        self.optimizer.load_members([state["optimizer"] for state in states])
         for k, state in enumerate(states):
             self.sums[k] = torch.tensor(state["sums"], dtype=self.dtype)
             self.last_finite[k] = state["last_finite"]
-        self.seen = states[0]["seen"]
+        self.seen = states[0]["seen"]  # checked equal to what the batches done make
 
     # -- the end ------------------------------------------------------------------------------
 
@@ -293,10 +250,10 @@ class FusedGroup:
         """Each member still training tests its best weights and writes its outputs."""
         for k, member in enumerate(self.members):
             if self.active[k]:
-                self.active[k] = False
                 if member.best_state is not None:
                     member.run.model.net.load_state_dict(member.best_state)
                 member.finish({"status": Status.COMPLETED}, self.epoch, self.global_step)
+                self.active[k] = False
 
     def stop_all(self, status: Status, reason: str) -> None:
         for k, member in enumerate(self.members):
@@ -304,6 +261,13 @@ class FusedGroup:
                 self.active[k] = False
                 member.finish({**member.run.history.last(), "status": status,
                                "reason": reason}, self.epoch, self.global_step)
+
+    def fail_all(self, err: BaseException) -> None:
+        """Every member still training ends ``failed`` with the one-line reason."""
+        for k, member in enumerate(self.members):
+            if self.active[k]:
+                self.active[k] = False
+                member.fail(err)
 
     # -- TensorBoard --------------------------------------------------------------------------
 

@@ -14,10 +14,12 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError, refused
+from dlfoundations.fused.controls import check_folder_name, check_fusable
 from dlfoundations.fused.grouping import fused_groups, plan_line
-from dlfoundations.fused.member import Member, build_member, check_fusable, open_member
+from dlfoundations.fused.member import Member, build_member, job_folder, open_member
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.run import console
+from dlfoundations.run.cli import COMMAND
 from dlfoundations.side_by_side import on_workers, plan_slots, sweep_configs, visible_gpus
 
 
@@ -48,7 +50,15 @@ def train_group(members: list[Member]) -> None:
         return
     for member in built:
         member.log.open()
-    group.fit()
+    try:
+        group.fit()
+    except (UserError, OSError) as err:  # bad input or a full disk: its jobs fail, the sweep
+        group.fail_all(err)                # goes on, as in a multirun
+    except RunInterrupted:
+        raise
+    except Exception as err:  # a bug: each job says so, then its traceback (exit status 1)
+        group.fail_all(err)
+        raise
 
 
 def run_group(hydra_context: Any, task_function: Any,
@@ -86,12 +96,16 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     try:
         for sweep_config in configs:
             check_fusable(sweep_config)
+            check_folder_name(job_folder(sweep_config).absolute())
         groups = fused_groups(configs)
         slots = None if launcher.n_jobs == 1 else plan_slots(
             launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"),
             len(os.sched_getaffinity(0)), visible_gpus())
     except UserError as err:
         raise refused(err) from err
+    command = COMMAND.get()
+    if command is not None:  # from here on a fault is a job's or a bug, not the command line's
+        command.job_started = True
     print(plan_line(groups) + (f", {min(len(slots), len(groups))} at a time" if slots and
                                len(groups) > 1 else ""), flush=True)
     tasks = [(group, [(position, configs[position]) for position in group]) for group in groups]

@@ -23,13 +23,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from dlfoundations import folder
-from dlfoundations.callbacks.restored_state import CheckpointStateError, check_like
-from dlfoundations.errors import UserError, first_line, require
 from dlfoundations.fused import rules
 from dlfoundations.models.base import qualified_name
-from dlfoundations.models.classifier import Classifier
 from dlfoundations.run import console
-from dlfoundations.run.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
+from dlfoundations.run.checkpoints import SafeCheckpointIO
 from dlfoundations.run.checks import check_run_config
 from dlfoundations.run.cli import (
     as_user_error,
@@ -40,11 +37,6 @@ from dlfoundations.run.cli import (
 )
 from dlfoundations.run.train import RunStart, best_epoch, finish_run, start_run, test
 from dlfoundations.status import Status
-
-#: the names a config gives the one model class a fused group trains
-CLASSIFIER_NAMES = ("dlfoundations.models.Classifier", qualified_name(Classifier))
-#: the precisions a fused group computes in
-PRECISIONS = ("32-true", "64-true", "32", "64")
 
 
 def dropout_generator(device: torch.device) -> torch.Generator:
@@ -58,38 +50,10 @@ def dropout_generator(device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def precision_dtype(cfg: DictConfig) -> torch.dtype:
-    """The dtype of ``trainer.precision`` (32-true or 64-true)."""
-    return torch.float64 if str(cfg.trainer.precision).startswith("64") else torch.float32
-
-
 def job_folder(sweep_config: DictConfig) -> Path:
     """The job's folder, as Hydra names it: ``hydra.sweep.dir`` / ``hydra.sweep.subdir``."""
     HydraConfig.instance().set_config(sweep_config)
     return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
-
-
-def check_fusable(cfg: DictConfig) -> None:
-    """What a fused group computes: a classifier on one device, one optimizer step per batch,
-    validation every epoch, in float32 or float64."""
-    target = cfg.model.get("_target_")
-    require(target in CLASSIFIER_NAMES, "model._target_", target,
-            f"{CLASSIFIER_NAMES[0]} with hydra/launcher=fused (model=softmax, mlp, lenet or "
-            "lenet_modern); run other models with another launcher")
-    trainer = cfg.trainer
-    for key, plain in (("devices", 1), ("num_nodes", 1), ("accumulate_grad_batches", 1),
-                       ("gradient_clip_val", None), ("check_val_every_n_epoch", 1)):
-        value = trainer.get(key, plain)
-        require(value == plain, f"trainer.{key}", value,
-                f"{plain if plain is not None else 'null'} with hydra/launcher=fused (a group "
-                "trains on one device, one step per batch, validating every epoch)")
-    require(str(trainer.get("precision")) in PRECISIONS, "trainer.precision",
-            trainer.get("precision"), "32-true or 64-true with hydra/launcher=fused")
-    require(cfg.get("gradients") == "autograd", "gradients", cfg.get("gradients"),
-            "autograd with hydra/launcher=fused")
-    require(cfg.get("ckpt_path") is None, "ckpt_path", cfg.get("ckpt_path"),
-            "null with hydra/launcher=fused (a group starts from its members' initialisers)")
-
 
 
 @dataclass
@@ -204,7 +168,7 @@ def build_member(member: Member) -> bool:
     try:
         with member.active(log=False):  # the log file opens once the member is built
             member.run_dir.mkdir(parents=True, exist_ok=True)  # as Hydra's run_job does
-            member.owner = take_folder(member.cfg, member.run_dir)
+            member.owner = take_folder(member.cfg, member.run_dir, fused=True)
         if member.owner is None:  # finished before: reported as it is
             member.metrics = folder.read_metrics(member.run_dir) or {}
             return False
@@ -222,53 +186,10 @@ def build_member(member: Member) -> bool:
             member.hyperparameters()  # refuses options no rule computes
             member.run.datamodule.setup("fit")
             if member.owner == "resumed":
+                from dlfoundations.fused.resume import restore  # it checks a Member's state
+
                 restore(member)
     except Exception as err:  # as in a multirun: the job fails, the sweep goes on
         member.fail(err)
         return False
     return True
-
-
-def restore(member: Member) -> None:
-    """Load what the member's ``last.ckpt`` holds to resume: its weights, then each piece of
-    its fused state checked against the member's own (``check_like``); its best checkpoint is
-    the one of its best epoch in its own folder, never a path the file names."""
-    path = member.run_dir / "checkpoints" / "last.ckpt"
-    if not path.is_file() or path.is_symlink():
-        return  # stopped before its first checkpoint: the group decides (resume refuses)
-    key = "resume"
-    checkpoint = read_checkpoint(path, key)
-    state = checkpoint.get("fused")
-    if not isinstance(state, dict):
-        raise UserError(f"resume=true is not allowed here: {path} was not written by a fused "
-                        "group; resume the sweep with the launcher that started it.")
-    check_matches(member.run.model, checkpoint, path, key)
-    member.run.model.to(dtype=precision_dtype(member.cfg))  # the weights as they were saved
-    reference = {"epoch": 0, "batches_done": 0, "global_step": 0, "sums": [0.0, 0.0],
-                 "seen": 0, "generator": member.generator.get_state(), "lr": 0.0,
-                 "scheduler": member.scheduler.state_dict() if member.scheduler else None,
-                 "history": {"epochs": []}, "last_finite": None}
-    try:
-        check_like(reference, {key: value for key, value in state.items() if key != "optimizer"},
-                   "the fused state")
-        require(isinstance(state.get("optimizer"), dict), "the fused state's optimizer",
-                type(state.get("optimizer")).__name__, "a dict")
-        require(state["lr"] > 0, "the fused state's lr", state["lr"], "a number above 0")
-        member.run.model.load_state_dict(checkpoint["state_dict"])
-        member.generator.set_state(state["generator"])
-        if member.scheduler is not None:
-            member.scheduler.load_state_dict(state["scheduler"])
-        member.optimizer.param_groups[0]["lr"] = float(state["lr"])
-        member.run.history.load_state_dict(state["history"])
-    except (CheckpointStateError, RuntimeError, UserError) as err:
-        raise UserError(f"resume=true is not allowed here: {path} cannot be resumed "
-                        f"({first_line(err)}).") from err
-    monitor = member.cfg.monitor
-    best = member.run.history.best(monitor.metric, monitor.mode)
-    best_path = path.parent / f"epoch{best.get('epoch', 0):02d}.ckpt"
-    if best and best_path.is_file() and not best_path.is_symlink():
-        member.best_path, member.best_score = best_path, best.get(monitor.metric)
-        weights = read_checkpoint(best_path, key)["state_dict"]
-        member.best_state = {name.removeprefix("net."): value for name, value in
-                             weights.items() if name.startswith("net.")}
-    member.resume_from = state

@@ -146,6 +146,15 @@ RULE_KEYS: dict[Rule, dict[str, float]] = {
             "decoupled_decay": 0.0},
 }
 
+#: the state tensors each rule keeps per parameter once it has stepped
+STATE_KEYS: dict[Rule, tuple[str, ...]] = {
+    sgd: ("momentum_buffer",), notes_momentum: ("v",), adagrad: ("sum",),
+    rmsprop: ("square_avg",), adadelta: ("square_avg", "acc_delta"),
+    adam: ("exp_avg", "exp_avg_sq"), adamw: ("exp_avg", "exp_avg_sq"),
+}
+#: state tensors that sum squares, never below 0
+SQUARES = ("sum", "square_avg", "acc_delta", "exp_avg_sq")
+
 
 @dataclass
 class RuleGroup:

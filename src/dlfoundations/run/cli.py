@@ -115,11 +115,12 @@ def check_added_keys(cfg: DictConfig) -> None:
                             "nothing would read it; see `--cfg job` for the keys there are.")
 
 
-def take_folder(cfg: DictConfig, run_dir: Path) -> str | None:
+def take_folder(cfg: DictConfig, run_dir: Path, fused: bool = False) -> str | None:
     """Claim ``run_dir`` for this run (rank 0 only), start writing its log file there and
     write Hydra's record of the command into ``.hydra/``. ``resume=true`` takes back the
-    folder of a run that stopped, once the command is checked to be the one that started it,
-    and leaves a finished run's folder as it is, to be read. Returns ``"claimed"`` (a new
+    folder of a run that stopped, once the command is checked to be the one that started it
+    (and its launcher: ``fused`` for a fused group's member), and leaves a finished run's
+    folder as it is, to be read. Returns ``"claimed"`` (a new
     folder), ``"resumed"``, or None where this process does not own the folder."""
     from lightning.pytorch.utilities import rank_zero_only  # torch: not for --help
 
@@ -130,7 +131,7 @@ def take_folder(cfg: DictConfig, run_dir: Path) -> str | None:
     ran_before = any((run_dir / name).exists()
                      for name in (folder.CLAIM_FILE, *folder.RUN_FILES))
     if cfg.get("resume") is True and ran_before:
-        check_same_command(cfg, run_dir)
+        check_same_command(cfg, run_dir, fused)
         if (folder.read_metrics(run_dir) or {}).get("status") in FINISHED:
             return None
         for log in console.run_logs():

@@ -12,12 +12,15 @@ from dlfoundations.folder import read_metrics
 from dlfoundations.status import FINISHED
 
 
-def check_same_command(cfg: DictConfig, run_dir: Path) -> None:
+def check_same_command(cfg: DictConfig, run_dir: Path, fused: bool = False) -> None:
     """The command must compose the config the run in ``run_dir`` was started with (``resume``
-    and ``ckpt_path`` aside); a different one is refused, naming the first key that differs.
-    Checked before the run takes its folder back, so a refusal changes nothing there."""
+    and ``ckpt_path`` aside), and its launcher must be the one that wrote its ``last.ckpt``
+    (``fused``: the fused launcher's, whose state only a fused group resumes); a different
+    one is refused, naming the first key that differs. Checked before the run takes its
+    folder back, so a refusal changes nothing there."""
     require(not cfg.get("ckpt_path"), "ckpt_path", cfg.get("ckpt_path"),
             "null with resume=true (the run continues from its own last.ckpt)")
+    check_same_launcher(run_dir / "checkpoints" / "last.ckpt", fused)
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return
@@ -34,6 +37,22 @@ def check_same_command(cfg: DictConfig, run_dir: Path) -> None:
             f"{run_dir} has {OmegaConf.select(OmegaConf.create(before), key)!r}; resume it "
             "with the command that started it."
         )
+
+
+def check_same_launcher(last: Path, fused: bool) -> None:
+    """A fused group's ``last.ckpt`` (its ``fused`` state) is resumed by a fused sweep only,
+    and a single run's by a single run only: either would lose the other's state."""
+    if not last.is_file() or (read_metrics(last.parent.parent) or {}).get("status") in FINISHED:
+        return
+    from dlfoundations.run.checkpoints import read_checkpoint  # torch: only where there is one
+
+    written_fused = "fused" in read_checkpoint(last, "resume")
+    if written_fused and not fused:
+        raise UserError(f"resume=true is not allowed here: {last} was written by a fused group "
+                        "(hydra/launcher=fused); resume the sweep with hydra/launcher=fused.")
+    if fused and not written_fused:
+        raise UserError(f"resume=true is not allowed here: {last} was not written by a fused "
+                        "group; resume the sweep with the launcher that started it.")
 
 
 def resume_point(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -1,0 +1,194 @@
+"""What a fused member resumes from: the state its ``last.ckpt`` holds under ``fused``
+(``FusedGroup.fused_state``), read as data and checked piece by piece against the member's
+own, as ``RestoredStateGuard`` checks a single run's.
+
+Each piece must have the type, shape, dtype and range of the member's own, and the pieces
+must agree with each other and with the member's config: the step where the group stood
+(epoch, batches done, global step, samples seen, the optimizer's step count), the schedule's
+state and the rate it gives, the history's epochs, the epoch's sums, the optimizer's tensors
+(the keys its rule keeps, each of its parameter's shape, finite, the squares at least 0).
+A bad piece refuses the member in one sentence naming the file, before anything is loaded
+or written; the group then checks that its members stand at one step (``check_together``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from dlfoundations.callbacks.restored_state import CheckpointStateError, check_like
+from dlfoundations.errors import UserError, first_line
+from dlfoundations.fused import rules
+from dlfoundations.fused.controls import precision_dtype
+from dlfoundations.fused.split import batches
+from dlfoundations.run.checkpoints import check_matches, read_checkpoint
+
+if TYPE_CHECKING:
+    from dlfoundations.fused.member import Member
+
+#: the scheduler's counters, which follow the epoch; every other key is the member's own
+SCHEDULE_COUNTERS = ("last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step")
+
+
+def cannot_resume(path: Path, why: str) -> UserError:
+    return UserError(f"resume=true is not allowed here: {path} cannot be resumed ({why}).")
+
+
+def restore(member: Member) -> None:
+    """Load what the member's ``last.ckpt`` holds to resume, once every piece is checked
+    (``check_state``); its best checkpoint is the one of its best epoch in its own folder,
+    never a path the file names."""
+    path = member.run_dir / "checkpoints" / "last.ckpt"
+    if not path.is_file() or path.is_symlink():
+        return  # stopped before its first checkpoint: the group decides (check_together)
+    key = "resume"
+    checkpoint = read_checkpoint(path, key)
+    state = checkpoint["fused"]  # there: take_folder checked (check_same_launcher)
+    if not isinstance(state, dict):
+        raise cannot_resume(path, f"its fused state is a {type(state).__name__}, not a dict")
+    check_matches(member.run.model, checkpoint, path, key)
+    try:
+        check_state(member, state)
+        member.run.model.to(dtype=precision_dtype(member.cfg))  # the weights as saved
+        member.run.model.load_state_dict(checkpoint["state_dict"])
+        member.generator.set_state(state["generator"])
+        if member.scheduler is not None:
+            member.scheduler.load_state_dict(state["scheduler"])
+        member.optimizer.param_groups[0]["lr"] = float(state["lr"])
+        member.run.history.load_state_dict(state["history"])
+    except (CheckpointStateError, UserError, RuntimeError, TypeError, ValueError,
+            KeyError) as err:
+        raise cannot_resume(path, first_line(err) or type(err).__name__) from err
+    monitor = member.cfg.monitor
+    best = member.run.history.best(monitor.metric, monitor.mode)
+    best_path = path.parent / f"epoch{best.get('epoch', 0):02d}.ckpt"
+    if best and best_path.is_file() and not best_path.is_symlink():
+        weights = read_checkpoint(best_path, key)
+        check_matches(member.run.model, weights, best_path, key)
+        member.best_path, member.best_score = best_path, best.get(monitor.metric)
+        member.best_state = {name.removeprefix("net."): value for name, value in
+                             weights["state_dict"].items() if name.startswith("net.")}
+    member.resume_from = state
+
+
+def check_state(member: Member, state: dict[str, Any]) -> None:
+    """Every piece of ``state`` against the member's own (``CheckpointStateError`` or
+    ``UserError`` naming the piece)."""
+    scheduler = member.scheduler.state_dict() if member.scheduler is not None else None
+    generator = member.generator.get_state()
+    reference = {"optimizer": {}, "epoch": 0, "batches_done": 0, "global_step": 0,
+                 "sums": [0.0, 0.0], "seen": 0, "generator": generator, "lr": 0.0,
+                 "scheduler": scheduler, "history": {"epochs": []}, "last_finite": None}
+    check_like({k: v for k, v in reference.items() if k != "optimizer"},
+               {k: v for k, v in state.items() if k != "optimizer"}, "the fused state")
+    if "optimizer" not in state:
+        raise CheckpointStateError("the fused state has no 'optimizer'")
+    if state["generator"].dtype != generator.dtype:
+        raise CheckpointStateError(f"the fused state's generator is a {state['generator'].dtype}"
+                                   f" tensor, not {generator.dtype}")
+    split = member.run.datamodule.splits["train"]
+    steps = batches(member.cfg.trainer.limit_train_batches, len(split),
+                    member.run.datamodule.batch_size)
+    epoch, done = state["epoch"], state["batches_done"]
+    within(epoch, 0, member.cfg.trainer.max_epochs, "epoch")
+    within(done, 0, steps - 1 if epoch < member.cfg.trainer.max_epochs else 0, "batches_done")
+    agree(state["global_step"], epoch * steps + done, "global_step",
+          f"{epoch} epochs of {steps} batches and {done} batches")
+    seen = min(done * member.run.datamodule.batch_size, len(split))
+    agree(state["seen"], seen, "seen", f"{done} batches")
+    loss_sum, correct = state["sums"]
+    if not (loss_sum >= 0 and 0 <= correct <= seen and float(correct).is_integer()):
+        raise CheckpointStateError(f"the fused state's sums {state['sums']} are not a loss sum "
+                                   f"of at least 0 and a count of correct images of at most "
+                                   f"{seen}")
+    last = state["last_finite"]
+    if last is not None and not math.isfinite(float(last)):
+        raise CheckpointStateError(f"the fused state's last_finite is {last!r}, not finite")
+    epochs = state["history"]["epochs"]
+    agree([entry.get("epoch") if isinstance(entry, dict) else None for entry in epochs],
+          list(range(epoch)), "history's epochs", f"epoch {epoch}")
+    check_schedule(member, state, scheduler)
+    check_optimizer(member, state["optimizer"], state["global_step"])
+
+
+def within(value: int, low: int, high: int, piece: str) -> None:
+    if not low <= value <= high:
+        raise CheckpointStateError(f"the fused state's {piece} is {value}, outside [{low}, "
+                                   f"{high}]")
+
+
+def agree(value: Any, expected: Any, piece: str, because: str) -> None:
+    if value != expected:
+        raise CheckpointStateError(f"the fused state's {piece} is {value!r} where {because} "
+                                   f"make {expected!r}")
+
+
+def check_schedule(member: Member, state: dict[str, Any], own: dict[str, Any] | None) -> None:
+    """The schedule's settings are the member's own, its counters at the saved epoch, and the
+    rate is the one it gives (the config's rate without a schedule)."""
+    lr = state["lr"]
+    if own is None:
+        agree(lr, member.lr, "lr", "the member's optim.lr and lr_scaling")
+        return
+    saved = state["scheduler"]
+    for key, value in own.items():
+        if key not in SCHEDULE_COUNTERS and saved[key] != value:
+            raise CheckpointStateError(f"the fused state's scheduler {key} is {saved[key]!r}, "
+                                       f"where the member's config gives {value!r}")
+    agree(saved["last_epoch"], state["epoch"], "scheduler's last_epoch", "its epochs")
+    if saved["_last_lr"] != [lr]:
+        raise CheckpointStateError(f"the fused state's lr {lr!r} is not its scheduler's last "
+                                   f"rate {saved['_last_lr']!r}")
+    if not lr >= 0:
+        raise CheckpointStateError(f"the fused state's lr is {lr!r}, not at least 0")
+
+
+def check_optimizer(member: Member, saved: Any, global_step: int) -> None:
+    """The member's optimizer state: its step count is the group's step, and per parameter
+    the tensors its rule keeps (none before the first step), each of the parameter's shape,
+    floating point, finite, and at least 0 where it sums squares."""
+    if not isinstance(saved, dict) or set(saved) != {"step", "state"}:
+        raise CheckpointStateError("the fused state's optimizer is not a dict of 'step' and "
+                                   "'state'")
+    agree(saved["step"], global_step, "optimizer step", "the group's steps")
+    shapes = [param.shape for param in member.run.model.net.parameters()]
+    entries = saved["state"]
+    if not isinstance(entries, list) or len(entries) != len(shapes):
+        raise CheckpointStateError(f"the fused state's optimizer state is not a list of "
+                                   f"{len(shapes)} entries, one per parameter")
+    kept = rules.STATE_KEYS[rules.RULES[type(member.optimizer)]] if global_step else ()
+    for index, (entry, shape) in enumerate(zip(entries, shapes, strict=True)):
+        where = f"the fused state's optimizer state of parameter {index}"
+        if not isinstance(entry, dict) or set(entry) != set(kept):
+            raise CheckpointStateError(f"{where} does not hold exactly {sorted(kept)}")
+        for key, value in entry.items():
+            if not (isinstance(value, torch.Tensor) and value.is_floating_point()
+                    and value.shape == shape and bool(torch.isfinite(value).all())):
+                raise CheckpointStateError(f"{where}: {key} is not a finite floating-point "
+                                           f"tensor of shape {tuple(shape)}")
+            if key in rules.SQUARES and bool((value < 0).any()):
+                raise CheckpointStateError(f"{where}: {key} sums squares but holds a negative "
+                                           "value")
+
+
+def check_together(members: list[Member]) -> tuple[int, int, int]:
+    """The step where every member of the group stood when saved (epoch, batches done, global
+    step): one for all, or the group is refused naming two files that disagree."""
+    where: dict[tuple[int, int, int] | None, Path] = {}
+    for member in members:
+        state = member.resume_from
+        point = (state["epoch"], state["batches_done"], state["global_step"]) if state else None
+        where.setdefault(point, member.run_dir / "checkpoints" / "last.ckpt")
+    if len(where) != 1 or None in where:
+        (one, first), (other, second) = list(where.items())[:2]
+        def said(point: tuple[int, int, int] | None, path: Path) -> str:
+            return (f"{path} at step {point[2]}" if point else
+                    f"{path.parent.parent} with no last.ckpt")
+        raise UserError(
+            "resume=true is not allowed here: the members of this fused group were not saved "
+            f"together ({said(one, first)}, {said(other, second)}); start the sweep again in "
+            "a new folder.")
+    return next(iter(where))  # type: ignore[return-value]
