@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 from dlfoundations.errors import UserError
-from dlfoundations.reporting.summary import check_sweep_folder, write_summary
+from dlfoundations.reporting.jobs import find_jobs
+from dlfoundations.reporting.summary import check_sweep_folder, warning_lines, write_summary
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
@@ -13,7 +14,10 @@ if __name__ == "__main__":
     sweep_dir = parser.parse_args().sweep_dir
     try:
         check_sweep_folder(sweep_dir)
-        print(write_summary(sweep_dir))
+        jobs = find_jobs(sweep_dir)
+        print(write_summary(sweep_dir, jobs))
+        for line in warning_lines(jobs):  # the other jobs are summarised; these are named
+            print(line, file=sys.stderr)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -242,3 +242,29 @@ def test_report_names_a_damaged_or_missing_job_and_summarises_the_rest(sweep: tu
     assert "Jobs not in these tables:" in summary
     assert "left out, its metrics.json is not valid JSON" in summary
     assert "no folder (not run, or its folder was removed)" in summary
+
+
+def test_report_names_a_job_whose_metric_is_not_a_number_and_keeps_the_others(
+        sweep: tuple, tmp_path: Path) -> None:
+    """val/acc written as a string ("0.8"): the job is left out of the tables with a warning
+    naming its folder, its metrics.json and the key; the other jobs keep their seed table."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep[0], copy)
+    (job,) = [p for p in copy.iterdir() if p.name == "data.batch_size=64,optim=sgd,seed=0"]
+    metrics = json.loads((job / "metrics.json").read_text())
+    (job / "metrics.json").write_text(json.dumps({**metrics, "val/acc": "0.8"}))
+    result = run_script("report.py", str(copy))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == (f"warning: job folder {job} is left out of the tables: its "
+                             "metrics.json gives val/acc='0.8', which is not a number.\n")
+    summary = (copy / "summary.md").read_text()
+    assert ("- `data.batch_size=64,optim=sgd,seed=0`: left out, its metrics.json gives "
+            "val/acc='0.8', which is not a number") in summary
+    names = {row["job"] for row in csv.DictReader((copy / "summary.csv").open())}
+    assert len(names) == 7 and "data.batch_size=64,optim=sgd,seed=0" not in names
+    table = summary.split("Over seed (val/acc, mean ± sample std over n jobs):")[1]
+    rows = table.split("\n\n")[1].splitlines()[2:]
+    other_seed = json.loads((copy / "data.batch_size=64,optim=sgd,seed=1" / "metrics.json"
+                             ).read_text())["val/acc"]
+    assert f"| data.batch_size=64,optim=sgd | val/acc | 1 | {other_seed:.4f} ± 0.0000 |" in rows
+    assert len(rows) == 4

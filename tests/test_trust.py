@@ -10,6 +10,7 @@ import gzip
 import json
 import multiprocessing
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from dlfoundations.data import FashionMNISTDataModule, raw_files
 from dlfoundations.errors import UserError
@@ -118,6 +120,43 @@ def test_a_text_file_is_not_a_checkpoint(script: str, tmp_path: Path) -> None:
     assert result.status == 2
     assert f"error: ckpt_path='{config}' is not a readable checkpoint" in result.output
     assert "Traceback" not in result.output
+
+
+def not_a_checkpoint(kind: str, tmp_path: Path) -> Path:
+    """A file given as ``ckpt_path`` that is no checkpoint: random bytes (seeds whose bytes
+    make torch's reader fail in different ways: its unpickler advising weights_only=False, a
+    list popped empty, an index out of range, a decoding error), a text file, or a link to
+    /etc/passwd."""
+    path = tmp_path / f"{kind}.ckpt"
+    if kind == "link_to_passwd":
+        path.symlink_to("/etc/passwd")
+    elif kind == "text":
+        path.write_text("epoch: 3\nstate_dict: none\n")
+    else:
+        path.write_bytes(random.Random(int(kind.split("_")[1])).randbytes(2000))
+    return path
+
+
+@pytest.mark.parametrize("script", ["eval.py", "train.py"])
+@pytest.mark.parametrize("kind", ["random_0", "random_2", "random_61", "random_195", "text",
+                                  "link_to_passwd"])
+def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_sentence(
+        script: str, kind: str, tmp_path: Path, raw_paths: dict) -> None:
+    """Never torch's own message: it says 'list index out of range' for /etc/passwd, and for
+    random bytes advises weights_only=False, which would run what the file names."""
+    path = not_a_checkpoint(kind, tmp_path)
+    result = run_in_process(script, *(TINY if script == "train.py" else ()), f"ckpt_path={path}",
+                            f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.status == 2, result.output[-2000:]
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    linked = ", /etc/passwd," if kind == "link_to_passwd" else ""
+    assert errors == [f"error: ckpt_path='{path}' is not a readable checkpoint: "
+                      f"{'the file it links to' if linked else 'it'}{linked} is not a file "
+                      "saved by torch.save, the only checkpoints this project can read (e.g. "
+                      "<run>/checkpoints/last.ckpt)."], result.output[-2000:]
+    assert "weights_only" not in result.output and "Traceback" not in result.output
+    assert "index out of range" not in result.output
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def _try_claim(folder: str, results: multiprocessing.Queue) -> None:
@@ -370,6 +409,59 @@ def test_a_refused_eval_or_train_leaves_the_run_folder_as_it_was(
     assert snapshot(run_dir) == before  # no eval.log, no lines appended to train.log
 
 
+@pytest.mark.parametrize(("script", "bad"), [("train.py", ("optim.lr=-1",)),
+                                             ("eval.py", ("ckpt_path=/no/such.ckpt",))])
+def test_the_corrected_command_takes_over_the_folder_of_a_run_refused_for_bad_input(
+        script: str, bad: tuple[str, ...], tmp_path: Path, raw_paths: dict) -> None:
+    """Bad input ends the run with one sentence and a status in metrics.json, marked refused;
+    the corrected command into the same folder then runs there, replacing that record."""
+    run_dir = tmp_path / "run"
+    overrides = TINY if script == "train.py" else ()
+    result = run_in_process(script, *overrides, *bad, f"hydra.run.dir={run_dir}")
+    assert result.status == 2 and "Traceback" not in result.output, result.output[-2000:]
+    refusal = json.loads((run_dir / "metrics.json").read_text())
+    assert refusal["status"] == "failed" and refusal["refused"] is True
+    assert refusal["reason"] in result.output
+    log = run_dir / f"{script[:-3]}.log"
+    assert refusal["reason"] in log.read_text()
+
+    corrected = run_in_process("train.py", *TINY, f"hydra.run.dir={run_dir}")
+    assert corrected.status == 0, corrected.output[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and "refused" not in metrics
+    assert "reason" not in metrics
+    assert refusal["reason"] not in (run_dir / "train.log").read_text()
+    assert not (run_dir / "eval.log").exists()
+    assert yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) == list(TINY)
+    again = run_in_process("train.py", *TINY, f"hydra.run.dir={run_dir}")
+    assert again.status == 2 and "it already holds another run" in again.output
+
+
+@pytest.mark.parametrize("added", ["a user's file", "a link", "checkpoints", "a changed mark"])
+def test_a_refused_runs_folder_with_anything_more_is_never_taken_over(
+        added: str, tmp_path: Path, raw_paths: dict) -> None:
+    run_dir = tmp_path / "run"
+    assert run_in_process("train.py", "optim.lr=-1", f"hydra.run.dir={run_dir}").status == 2
+    if added == "a user's file":
+        (run_dir / "notes.txt").write_text("mine\n")
+    elif added == "a link":
+        (run_dir / "train.log").unlink()
+        (run_dir / "train.log").symlink_to(tmp_path / "elsewhere.txt")
+        (tmp_path / "elsewhere.txt").write_text("not the run's\n")
+    elif added == "checkpoints":
+        (run_dir / "checkpoints").mkdir()
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    else:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        (run_dir / "metrics.json").write_text(json.dumps({**metrics, "refused": "yes"}))
+    before = snapshot(tmp_path)
+    result = run_in_process("train.py", *TINY, f"hydra.run.dir={run_dir}")
+    assert result.status == 2 and "Traceback" not in result.output, result.output[-2000:]
+    assert f"error: paths.output_dir='{run_dir}' is not allowed: it already holds" \
+        in result.output
+    assert snapshot(tmp_path) == before
+
+
 def test_a_folder_of_the_users_own_files_is_never_a_run_folder(tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -413,3 +505,50 @@ def test_two_sweeps_started_together_into_one_folder(tmp_path: Path, raw_paths: 
     assert f"error: hydra.sweep.dir='{sweep_dir}' is not allowed: it already holds" in loser
     (winner,) = [output for code, output in outputs if code == 0]
     assert "unknown" not in winner and winner.count(": completed, val/acc") == 2
+
+
+@pytest.mark.parametrize(("refused_sweep", "sentence"), [
+    (("hydra/launcher=fused", "model=linreg"), "is not allowed with hydra/launcher=fused"),
+    (("hydra/launcher=side_by_side", "trainer.devices=2"),
+     "trainer.devices=2 is not allowed with hydra/launcher=side_by_side"),
+    (("optim=sgd,nonexistent",), "Could not find 'optim/nonexistent'"),
+])
+@pytest.mark.parametrize("folder_existed", [True, False])
+def test_a_sweep_refused_before_any_job_leaves_its_folder_as_it_was(
+        refused_sweep: tuple[str, ...], sentence: str, folder_existed: bool, tmp_path: Path,
+        raw_paths: dict) -> None:
+    """Refused by the fused launcher, the side-by-side one, or Hydra's basic sweeper after
+    it wrote multirun.yaml: the claim and multirun.yaml go (and the folder, if the sweep
+    made it), so the corrected command runs into the same folder."""
+    sweep_dir = tmp_path / "sweep"
+    if folder_existed:
+        sweep_dir.mkdir()
+    result = run_in_process("train.py", "-m", "optim=sgd,adam", *refused_sweep,
+                            f"hydra.sweep.dir={sweep_dir}")
+    assert result.status == 2 and sentence in result.output, result.output[-2000:]
+    assert "Traceback" not in result.output
+    assert (list(sweep_dir.iterdir()) == [] if folder_existed else not sweep_dir.exists())
+    corrected = run_in_process("train.py", "-m", "optim=sgd,adam", *TINY,
+                               f"hydra.sweep.dir={sweep_dir}")
+    assert corrected.status == 0, corrected.output[-2000:]
+    assert corrected.output.count(": completed, val/acc") == 2
+
+
+def test_a_resumed_sweep_refused_before_any_job_keeps_its_folder(tmp_path: Path,
+                                                                  raw_paths: dict) -> None:
+    """resume=true retakes the sweep's folder: refused before any job (here by the
+    side-by-side launcher), it leaves the claim, multirun.yaml and the jobs there, and the
+    sweep resumes with the command that started it."""
+    sweep_dir = tmp_path / "sweep"
+    command = ("-m", "optim=sgd,adam", *TINY, f"hydra.sweep.dir={sweep_dir}")
+    assert run_in_process("train.py", *command).status == 0
+    jobs = snapshot(sweep_dir)
+    refused = run_in_process("train.py", *command, "resume=true",
+                             "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=0")
+    assert refused.status == 2 and "hydra.launcher.n_jobs=0 is not allowed" in refused.output
+    assert (sweep_dir / CLAIM_FILE).is_file() and (sweep_dir / "multirun.yaml").is_file()
+    assert {name: content for name, content in snapshot(sweep_dir).items()
+            if "/" in name} == {name: content for name, content in jobs.items() if "/" in name}
+    resumed = run_in_process("train.py", *command, "resume=true")
+    assert resumed.status == 0, resumed.output[-2000:]
+    assert resumed.output.count(": completed, val/acc") == 2

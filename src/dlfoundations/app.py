@@ -18,6 +18,7 @@ from typing import Any
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+from dlfoundations import folder
 from dlfoundations.errors import EXIT_BAD_INPUT, EXIT_NOT_COMPLETED, CommandEnded
 from dlfoundations.interrupts import INTERRUPTS
 from dlfoundations.reporting.summary import write_summary
@@ -47,6 +48,17 @@ def run_app(app: Callable[[], Any]) -> int:
     command = Command()
     token = COMMAND.set(command)
     try:
+        status = run_command(app, command)
+    finally:
+        COMMAND.reset(token)
+    if status == EXIT_BAD_INPUT and not command.job_started:
+        give_back_output(command)
+    return status
+
+
+def run_command(app: Callable[[], Any], command: Command) -> int:
+    """Run the Hydra app as ``command``; its exit status (see ``run_app``)."""
+    try:
         app()
     except SystemExit as exit_:  # Hydra's own: --help, --cfg, or a refusal (1)
         code = exit_.code if isinstance(exit_.code, int) else 1
@@ -62,13 +74,24 @@ def run_app(app: Callable[[], Any]) -> int:
             raise  # a bug: its traceback, exit status 1
         print(f"error: {refusal(err, command)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    finally:
-        COMMAND.reset(token)
     if INTERRUPTS.received is not None:
         print(f"error: {INTERRUPTS.signal_name()} arrived before the program ended.",
               file=sys.stderr)
         return EXIT_NOT_COMPLETED
     return 0
+
+
+def give_back_output(command: Command) -> None:
+    """A command refused before any job ran (exit status 2) leaves its output folder as it
+    was, whatever the launcher: the claim of a sweep folder it claimed anew and Hydra's
+    ``multirun.yaml`` there are removed, and then the folders it created for it, while they
+    are empty; so the corrected command can run into the same folder. Nothing is removed from
+    a folder that holds anything more, nor from a resumed sweep's or a search's folder (not
+    claimed anew), nor where another process claimed it."""
+    if command.output_dir is None or not command.claimed:
+        return
+    if folder.give_back(command.output_dir, "multirun.yaml") and command.made_dir is not None:
+        folder.remove_made_dirs(command.output_dir, command.made_dir)
 
 
 def refusal(err: Exception, command: Command) -> str:

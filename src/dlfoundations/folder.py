@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dlfoundations.errors import UserError
+from dlfoundations.status import Status
 
 #: overrides that say how to run, not what: left out of a job's recorded overrides, so that a
 #: job first started by a resumed sweep is named and summarised as the others are
@@ -30,6 +31,14 @@ RUN_CONTROL = ("resume=", "+resume=", "++resume=")
 CLAIM_FILE = ".claim"
 #: files of a run that predates the claim file
 RUN_FILES = ("metrics.json", "checkpoints")
+#: the files a run refused for bad input before it trained leaves beside its claim and
+#: Hydra's record (``.hydra/``): its log, ``config.yaml`` and ``metrics.json``, marked
+#: ``"refused": true`` (last: a takeover removes it last)
+REFUSED_RUN_FILES = ("train.log", "eval.log", "config.yaml", "metrics.json")
+#: the files of Hydra's record (``.hydra/``) that a run writes once it has claimed its folder
+HYDRA_RECORD = ("config.yaml", "overrides.yaml")
+#: created with ``O_EXCL`` by the one command that takes over a refused run's folder
+TAKEOVER_FILE = ".claim.takeover"
 
 
 def _create_claim(path: Path, **extra: Any) -> bool:
@@ -47,9 +56,13 @@ def _create_claim(path: Path, **extra: Any) -> bool:
 def claim(run_dir: Path, key: str = "paths.output_dir") -> Path:
     """Claim ``run_dir`` for this process, or raise ``UserError`` when it holds anything: a
     run (or a sweep) starts in a new or empty folder, so that nothing of another run or of the
-    user's is ever overwritten (``key``: the config key that names the folder)."""
+    user's is ever overwritten (``key``: the config key that names the folder). The one
+    exception is a folder that holds only a run refused for bad input before it trained: its
+    record is replaced (``_take_over_refused_run``)."""
     held = sorted(entry.name for entry in run_dir.iterdir()) if run_dir.is_dir() else []
     if not held and _create_claim(run_dir / CLAIM_FILE):
+        return run_dir / CLAIM_FILE
+    if held and _take_over_refused_run(run_dir):
         return run_dir / CLAIM_FILE
     held = held or [CLAIM_FILE]
     runs = [name for name in (CLAIM_FILE, *RUN_FILES) if name in held]
@@ -63,6 +76,109 @@ def claim(run_dir: Path, key: str = "paths.output_dir") -> Path:
         f"{key}={str(run_dir)!r} is not allowed: it already holds files that are not a run's "
         f"({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}); a run starts in a new or "
         "empty folder: give a new hydra.run.dir (or hydra.sweep.dir).")
+
+
+def holds_training(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds anything a run writes once it trains: checkpoints or
+    TensorBoard events."""
+    return (run_dir / "checkpoints").exists() or any(run_dir.glob("events.out.tfevents.*"))
+
+
+def holds_only_refused_run(run_dir: Path, *also: str) -> bool:
+    """Whether ``run_dir`` holds nothing but a run refused for bad input before it trained
+    (and ``also``): its claim, a ``metrics.json`` that says so (``"refused": true``), and the
+    files such a run writes (``REFUSED_RUN_FILES``), each a regular file (``.hydra`` a folder
+    of Hydra's record), never a link. Anything else (a checkpoint, a user's file) is not a
+    refused run's, so the folder is not."""
+    try:
+        entries = {entry.name: entry for entry in run_dir.iterdir()}
+        if CLAIM_FILE not in entries or not set(entries) <= {
+                CLAIM_FILE, ".hydra", *REFUSED_RUN_FILES, *also}:
+            return False
+        for name, entry in entries.items():
+            if entry.is_symlink():
+                return False
+            if name == ".hydra":
+                if not entry.is_dir() or any(
+                        part.name not in HYDRA_RECORD or part.is_symlink() or not part.is_file()
+                        for part in entry.iterdir()):
+                    return False
+            elif not entry.is_file():
+                return False
+    except OSError:
+        return False
+    metrics = read_metrics(run_dir) or {}
+    return metrics.get("refused") is True and metrics.get("status") == Status.FAILED
+
+
+def _take_over_refused_run(run_dir: Path) -> bool:
+    """Claim ``run_dir`` when it holds only a run refused for bad input before it trained
+    (``holds_only_refused_run``): that record is removed and the claim made this process's,
+    so the corrected command runs where the refused one was given. The one process that
+    creates ``TAKEOVER_FILE`` (``O_EXCL``) does it, after checking the folder again, and
+    removes ``metrics.json`` last, so a takeover cut short is still a refused run's folder.
+    False, touching nothing, when the folder holds anything else."""
+    if not holds_only_refused_run(run_dir):
+        return False
+    lock = run_dir / TAKEOVER_FILE
+    if not _create_claim(lock, took_over="a run refused for bad input"):
+        return False  # another command takes it over now
+    try:
+        if not holds_only_refused_run(run_dir, TAKEOVER_FILE):
+            return False
+        hydra = run_dir / ".hydra"
+        for name in HYDRA_RECORD:
+            (hydra / name).unlink(missing_ok=True)
+        with suppress(FileNotFoundError):
+            hydra.rmdir()
+        for name in REFUSED_RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        os.replace(lock, run_dir / CLAIM_FILE)
+        return True
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def give_back(run_dir: Path, *made: str) -> bool:
+    """Remove this process's claim of ``run_dir`` and the files ``made`` that the command
+    wrote there, when the folder holds nothing else: a command refused before any job ran
+    leaves the folder as it was. False, touching nothing, when the claim is not this
+    process's or the folder holds anything more (a job's folder, a user's file)."""
+    holder = claim_holder(run_dir)
+    if holder.get("pid") != os.getpid() or holder.get("host") != socket.gethostname():
+        return False
+    try:
+        if not {entry.name for entry in run_dir.iterdir()} <= {CLAIM_FILE, *made}:
+            return False
+        for name in made:
+            (run_dir / name).unlink(missing_ok=True)
+        (run_dir / CLAIM_FILE).unlink()
+    except OSError:
+        return False
+    return True
+
+
+def remove_made_dirs(path: Path, top: Path) -> None:
+    """Remove ``path`` and its parents up to ``top`` (the first folder a command created for
+    it), each only while it is empty."""
+    for folder in (path, *path.parents):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == top:
+            return
+
+
+def first_missing(path: Path) -> Path | None:
+    """The topmost folder of ``path`` that does not exist yet (None when it exists): what
+    creating ``path`` with its parents would make."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        missing = folder
+    return missing
 
 
 def claim_holder(run_dir: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dlfoundations.errors import UserError, refused
 from dlfoundations.folder import make_writable_dir
 from dlfoundations.progress import PROGRESS, sweep_plan
 from dlfoundations.reporting.summary import write_summary
+from dlfoundations.run.cli import COMMAND
 
 
 def sweep_command(config: DictConfig) -> tuple[list[str], Any]:
@@ -41,29 +42,36 @@ def check_sweep_matches(config: DictConfig, sweep_dir: Path) -> None:
         )
 
 
-def claim_sweep_dir(config: DictConfig, sweep_dir: Path) -> None:
+def claim_sweep_dir(config: DictConfig, sweep_dir: Path) -> bool:
     """A sweep folder belongs to one sweep: a new sweep claims a new or empty folder, a
     resumed one (``resume=true``) takes back the folder of this very command once the sweep
-    that held it has ended. A search's folder is its study's, shared by its sweepers."""
+    that held it has ended. A search's folder is its study's, shared by its sweepers.
+    Returns whether the folder was claimed anew (what a refused command gives back)."""
     if config.get("search") is not None:
-        return
+        return False
     if config.get("resume") is True:
         check_sweep_matches(config, sweep_dir)
         folder.retake(sweep_dir, "hydra.sweep.dir")
-    else:
-        folder.claim(sweep_dir, "hydra.sweep.dir")
+        return False
+    folder.claim(sweep_dir, "hydra.sweep.dir")
+    return True
 
 
 def _prepare_output_dir(config: DictConfig, key: str) -> None:
     """Create the folder at ``key`` (``hydra.run.dir`` or ``hydra.sweep.dir``) and claim a
     sweep's; else end the command in one sentence, exit status 2 (Hydra's own attempt at the
-    folder would end in a traceback)."""
+    folder would end in a traceback). What a sweep made is noted on the command
+    (``COMMAND``), so that a sweep refused before any job ran leaves the folder as it was."""
     HydraConfig.instance().set_config(config)  # the ${hydra:...} parts of the folder's name
     path = Path(str(config.hydra[key.split(".")[1]].dir))
+    command = COMMAND.get() if key == "hydra.sweep.dir" else None
+    if command is not None:
+        command.output_dir = path.absolute()
+        command.made_dir = folder.first_missing(command.output_dir)
     try:
         make_writable_dir(key, path)
-        if key == "hydra.sweep.dir":
-            claim_sweep_dir(config, path)
+        if key == "hydra.sweep.dir" and claim_sweep_dir(config, path) and command is not None:
+            command.claimed = True
     except UserError as err:
         raise refused(err) from err
 

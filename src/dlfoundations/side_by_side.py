@@ -216,6 +216,8 @@ def lost_job(sweep_config: DictConfig, exitcode: int | None) -> tuple[JobReturn,
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
            ) -> Sequence[JobReturn]:
     """Run the jobs on the slots' workers; after a signal, end the sweep (exit status 3)."""
+    from dlfoundations.run.cli import COMMAND
+
     config = launcher.config
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -228,6 +230,9 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             check_one_process(sweep_config)
     except UserError as err:
         raise refused(err) from err
+    command = COMMAND.get()
+    if command is not None:  # from here on a fault is a job's or a bug, not the command line's
+        command.job_started = True
     return on_workers(launcher, slots, configs,
                       [([position], config) for position, config in enumerate(configs)], run_one)
 

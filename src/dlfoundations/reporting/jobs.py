@@ -26,6 +26,10 @@ from dlfoundations.status import Status
 REPLICATE_KEYS = ("seed", "data.fold")
 #: a scalar curve: (step, value) points; the step is the number of training samples seen
 Curve = list[tuple[int, float]]
+#: metrics.json keys that hold a number (or null, for one that was not finite), besides
+#: every metric a model logs (``val/acc``, ``test/loss``, ...)
+NUMBER_KEYS = ("epochs", "best_epoch", "global_step", "lr", "lr_base", "batch_size",
+               "global_batch_size", "wall_time_s")
 
 
 @dataclass
@@ -124,9 +128,20 @@ def read_job(path: Path) -> Job:
                 raise ValueError(f"its metrics.json is not valid JSON ({err})") from err
         if not isinstance(metrics, dict) or not isinstance(config, dict):
             raise ValueError("its metrics.json or .hydra/config.yaml is not a mapping")
+        check_numbers(metrics)
     except ValueError as err:
         return Job(path, overrides if isinstance(overrides, list) else [], {}, problem=str(err))
     return Job(path, overrides, metrics, config, read_curves(path))
+
+
+def check_numbers(metrics: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first metric (``val/acc``) or count of ``metrics``
+    that is not a number: a job whose score is a string would otherwise drop out of the
+    mean ± std and the pivots without a word."""
+    for key, value in sorted(metrics.items()):
+        if ("/" in key or key in NUMBER_KEYS) and value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"its metrics.json gives {key}={value!r}, which is not a number")
 
 
 def read_curves(run_dir: Path) -> dict[str, Curve]:

@@ -45,6 +45,12 @@ def check_sweep_folder(sweep_dir: Path) -> None:
                     f"{example}.")
 
 
+def warning_lines(jobs: list[Job]) -> list[str]:
+    """One line for each job left out of the tables: its folder and what is wrong there."""
+    return [f"warning: job folder {job.path} is left out of the tables: {job.problem}."
+            for job in jobs if job.problem]
+
+
 def left_out(jobs: list[Job], missing: list[str]) -> list[str]:
     """The summary's lines on the jobs it cannot show: damaged ones, and planned ones with no
     folder."""
@@ -53,12 +59,13 @@ def left_out(jobs: list[Job], missing: list[str]) -> list[str]:
     return ["Jobs not in these tables:", "", *lines] if lines else []
 
 
-def write_summary(sweep_dir: str | Path) -> str:
+def write_summary(sweep_dir: str | Path, found: list[Job] | None = None) -> str:
     """Write summary.csv, summary.md and the figures into ``sweep_dir``; return the Markdown.
+    ``found``: the jobs in the folder, where the caller has read them (``find_jobs``).
     Damaged jobs and planned jobs without a folder are named below the tables; a summary
     that cannot be written is one sentence (``UserError``)."""
     sweep_dir = Path(sweep_dir)
-    found = find_jobs(sweep_dir)
+    found = find_jobs(sweep_dir) if found is None else found
     jobs = [job for job in found if not job.problem]
     config = report_config(jobs)
     axes = swept_axes(jobs)

@@ -10,7 +10,8 @@ checkpoint ever chooses code to import or call (see ``dlfoundations.run.rebuild`
 from __future__ import annotations
 
 import io
-import pickle
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import nn
 
 from dlfoundations.callbacks.restored_state import check_plain
-from dlfoundations.errors import UserError, first_line
+from dlfoundations.errors import UserError
 from dlfoundations.folder import write_atomically
+from dlfoundations.interrupts import RunInterrupted
 
 #: top-level fields and the types they must have when present
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -56,19 +58,41 @@ def check_fields(checkpoint: Any) -> None:
         raise ValueError("its torch_rng_state is not a CPU generator state")
 
 
+def unreadable(path: Path, key: str, err: Exception) -> UserError:
+    """The sentence for a file ``torch.load`` cannot read as data: the file named (and the
+    file a link leads to), what the project reads, and never torch's own advice, which may
+    be to load the file with ``weights_only=False``, i.e. to run the code it names."""
+    if isinstance(err, OSError) and err.strerror:
+        return UserError(f"{key}={str(path)!r} is not a readable checkpoint ({err.strerror}).")
+    target = path.resolve()
+    subject = f"the file it links to, {target}," if path.is_symlink() else "it"
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    if found and zipfile.is_zipfile(target):
+        return UserError(f"{key}={str(path)!r} is not a readable checkpoint: {subject} holds "
+                         f"a pickled {found[1]}, and this project reads a checkpoint only as "
+                         "data (tensors, numbers, strings, lists and dicts).")
+    return UserError(f"{key}={str(path)!r} is not a readable checkpoint: {subject} is not a "
+                     "file saved by torch.save, the only checkpoints this project can read "
+                     "(e.g. <run>/checkpoints/last.ckpt).")
+
+
 def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
     """The checkpoint at ``path``, loaded with ``weights_only=True`` and checked field by
-    field (``check_fields``); anything else is refused with a ``UserError`` naming ``key``."""
+    field (``check_fields``); anything else is refused with a ``UserError`` naming ``key``.
+    A file that is not a checkpoint can make ``torch.load`` fail in any way (random bytes, a
+    text file, ``/etc/passwd`` behind a link), so every failure but a signal is the file's."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{key}={str(path)!r} is not allowed: {key} must be an existing "
                         "checkpoint file (e.g. <run>/checkpoints/last.ckpt).")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError, IndexError, KeyError, TypeError) as err:
-        raise UserError(f"{key}={str(path)!r} is not a readable checkpoint "
-                        f"({first_line(err) or type(err).__name__}).") from err
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": not a checkpoint
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except RunInterrupted:
+        raise
+    except Exception as err:
+        raise unreadable(path, key, err) from err
     try:
         check_fields(checkpoint)
     except ValueError as err:

@@ -44,9 +44,18 @@ FULL_ERROR_ASKED = "DLFOUNDATIONS_FULL_ERROR"
 @dataclass
 class Command:
     """The command that ``run_app`` runs in this process; ``job_started``: whether Hydra got
-    as far as running a job. A job of a process of its own (side by side, SLURM) has none."""
+    as far as running a job. A job of a process of its own (side by side, SLURM) has none.
+
+    What a sweep made for its output before any job ran, so that a command refused then
+    leaves it as it was (``dlfoundations.app.give_back_output``): ``output_dir``, the folder
+    it prepared, ``made_dir``, the topmost folder it created for it (None when the folder
+    existed), and ``claimed``, whether it claimed that folder anew (a new sweep: not a
+    resumed one, nor a search's, whose folder is its study's)."""
 
     job_started: bool = False
+    output_dir: Path | None = None
+    made_dir: Path | None = None
+    claimed: bool = False
 
 
 #: the command run in this process by ``run_app`` (None in a job's own process)
@@ -169,9 +178,11 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
 
     The job claims its folder, then runs ``task``. Any fault ends it with a status in its
     ``metrics.json`` (where the folder is its own): ``failed`` with the one-line reason, or
-    ``interrupted``. A single run then ends the command (``CommandEnded``) with status 2 (bad
-    input) or 3 (not completed); in a multirun the sweep goes on, except after a signal in the
-    sweep's own process, which stops the whole sweep. A job in a process of its own (SLURM,
+    ``interrupted``; bad input refused before the job trained is marked ``"refused": true``,
+    so that the corrected command can take the folder over (``folder.claim``). A single run
+    then ends the command (``CommandEnded``) with status 2 (bad input) or 3 (not completed);
+    in a multirun the sweep goes on, except after a signal in the sweep's own process, which
+    stops the whole sweep. A job in a process of its own (SLURM,
     side by side) ends with its status and hands the signal on (submitit then requeues it); a
     requeued SLURM job resumes (``resume=true``). Set ``HYDRA_FULL_ERROR=1`` for the
     traceback of a failure.
@@ -198,7 +209,10 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
         bad_input = as_user_error(err) is not None
         metrics = {"status": Status.INTERRUPTED if interrupted else Status.FAILED,
                    "reason": one_line(err)}
-        if owner == "claimed" or (owner == "resumed" and not bad_input):
+        if owner == "claimed" and bad_input and not folder.holds_training(run_dir):
+            # refused before it trained: the next command into the folder takes it over
+            record_failure(run_dir, {**metrics, "refused": True})
+        elif owner == "claimed" or (owner == "resumed" and not bad_input):
             record_failure(run_dir, metrics)  # a refused resume leaves the folder as it was
         if not (interrupted or bad_input or isinstance(err, OSError) or in_multirun()):
             raise  # a bug: Hydra prints the traceback, exit status 1
