@@ -1,6 +1,7 @@
 """The fused launcher's numbers: every member equals the same job run alone (float64: within
-1e-9 after 50 steps, per optimizer, scheduler, initialiser, seed, rate and network; float32:
-as close as two thread counts). Real data and training steps, the scripts in this process."""
+1e-9 after 50 steps, per optimizer, scheduler, initialiser, seed, rate and network; float32: as
+far from the job's float64 run as its float32 run alone). Real data and training steps, the
+scripts in this process."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.fused_runs import fused_sweep, largest_difference, metrics_of, solo_run
+from tests.fused_runs import fused_sweep, largest_difference, metrics_of, solo_run, weights
 
 #: 50 steps in float64 over two epochs (a schedule changes the rate between them)
 STEPS_50 = ("trainer.precision=64-true", "trainer.max_epochs=2",
@@ -63,17 +64,57 @@ def test_every_member_equals_its_solo_run_in_float64(sweep: str, tmp_path: Path,
             (solo["epochs"], solo["global_step"], solo["best_epoch"])
 
 
+#: a float32 job whose float32 error is smooth and large enough to measure: 60 Adam steps in one
+#: epoch (so last.ckpt holds the last step); tanh, since with ReLU a rounding that moves a
+#: unit's input across 0 flips its gradient: here a float32 run, by luck, jumps 1e-4 away from
+#: its float64 run once in some 70 to 200 steps, member and solo run independently, and the
+#: gap then grows chaotically (0.27 after 300 steps); beta2 = 0.9999, whose 1 - beta2 (and
+#: 1 - beta2^t) a hyperparameter rounded to float32 moves by 1.7e-4 (1.3e-5 for 0.999).
+FLOAT32_JOB = ("model=mlp", "model.net.activation=tanh", "optim=adam", "optim.betas=[0.9,0.9999]",
+               "trainer.max_epochs=1", "trainer.limit_train_batches=60",
+               "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "threads=1")
+#: how much further from the float64 run a member may be than the float32 run alone (measured:
+#: 0.87 to 1.09; with a hyperparameter of the Adam rule computed in float32, 19 to 101)
+FLOAT32_FACTOR = 4
+
+
+def norm(state: dict[str, torch.Tensor]) -> float:
+    """The L2 norm over all the weights, in float64."""
+    return sum((tensor.double() ** 2).sum() for tensor in state.values()).sqrt().item()
+
+
+def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """The L2 norm of a - b over all the weights, in float64."""
+    assert a.keys() == b.keys()
+    return norm({key: a[key].double() - b[key].double() for key in a})
+
+
 @pytest.mark.slow
-def test_in_float32_a_member_differs_from_its_solo_run_as_thread_counts_do(
+def test_in_float32_a_member_is_as_far_from_float64_as_its_solo_run(
         tmp_path: Path, raw_paths: dict) -> None:
-    """float32, 300 steps with dropout: a member's final metrics are as close to one of the
-    job's solo runs (1 or 2 threads) as those two runs are to each other (float32's
-    resolution at least)."""
-    job = ("model=mlp", "optim=adam", "trainer.max_epochs=3", "trainer.limit_train_batches=100",
-           "trainer.limit_val_batches=10", "trainer.limit_test_batches=10")
-    solo = [metrics_of(solo_run(tmp_path / f"threads{threads}", *job, f"threads={threads}"))
-            for threads in (1, 2)]
-    member = metrics_of(fused_sweep(tmp_path / "fused", *job, "threads=1", "seed=0,1")["0"])
-    for key in ("val/loss", "val/acc", "test/loss", "test/acc"):
-        threads_apart = max(abs(solo[0][key] - solo[1][key]), 1e-6 * abs(solo[0][key]))
-        assert min(abs(member[key] - run[key]) for run in solo) <= threads_apart, key
+    """float32, 60 Adam steps with dropout: each member's weights are at most 4 times as far
+    (L2 over all 200k weights) from the job's float64 solo run as the job's float32 solo run
+    is, plus float32's resolution of their norm. Not "equal to the float32 solo run": that
+    difference is rounding amplified by the CPU's kernels, vector width and thread count; the
+    distance to float64 over many weights is a stable measure of float32's error itself.
+    Measured (torch 2.14; seeds 0 and 1; 1 or 2 threads; OMP_NUM_THREADS=1; AVX-512, AVX2 or
+    no vector kernels, MKL_CBWR=COMPATIBLE): the solo runs 1.1e-5 to 1.4e-4 from float64, the
+    members 0.87 to 1.09 times as far; with Adam's 1 - beta2^t from a float32 beta2 65 to 101
+    times, with every hyperparameter of the rule in float32 19 to 25 times."""
+    members = fused_sweep(tmp_path / "fused", *FLOAT32_JOB, "seed=0,1")
+    for seed in (0, 1):
+        runs = {"float64": solo_run(tmp_path / f"float64_seed{seed}", *FLOAT32_JOB,
+                                    f"seed={seed}", "trainer.precision=64-true"),
+                "float32": solo_run(tmp_path / f"float32_seed{seed}", *FLOAT32_JOB, f"seed={seed}"),
+                "member": members[str(seed)]}
+        assert f"seed={seed}" in OmegaConf.load(runs["member"] / ".hydra" / "overrides.yaml")
+        steps = {name: torch.load(run_dir / "checkpoints" / "last.ckpt",
+                                  weights_only=False)["global_step"]
+                 for name, run_dir in runs.items()}
+        assert set(steps.values()) == {60}, steps
+        exact, solo, member = (weights(run_dir) for run_dir in runs.values())
+        assert {tensor.dtype for tensor in member.values()} == {torch.float32}
+        solo_error, member_error = distance(solo, exact), distance(member, exact)
+        floor = torch.finfo(torch.float32).eps * norm(exact)
+        assert member_error <= FLOAT32_FACTOR * solo_error + floor, \
+            (seed, member_error, solo_error, floor)
