@@ -201,35 +201,83 @@ def test_ctrl_c_then_resume_ends_as_an_uninterrupted_fused_sweep(tmp_path: Path,
             scalar_steps(tmp_path / "never" / job)["val/acc"]
 
 
+def damage(fused: dict, piece: str) -> str:
+    """Replace one piece of a member's fused state; the word its refusal names."""
+    if piece == "generator":
+        fused["generator"] = "not a generator state"
+    elif piece == "generator dtype":
+        fused["generator"] = fused["generator"].to(torch.int64)
+    elif piece == "rate and schedule":  # consistent with each other, not with the schedule
+        fused["lr"], fused["scheduler"]["_last_lr"] = 5.0, [5.0]
+        return "scheduler"
+    elif piece == "history":
+        fused["history"]["epochs"][0]["val/acc"] = 7.0
+    elif piece == "optimizer state":
+        fused["optimizer"]["state"] = [{} for _ in fused["optimizer"]["state"]]
+    elif piece == "optimizer without state":
+        del fused["optimizer"]["state"]
+    elif piece == "seen":
+        fused["seen"] += 1
+    elif piece == "batches_done":
+        fused["batches_done"] = 10**6
+    elif piece == "optimizer tensor shape":
+        fused["optimizer"]["state"][0] = {key: value.flatten()[:3] for key, value in
+                                          fused["optimizer"]["state"][0].items()}
+    return piece.split()[0]
+
+
+@pytest.mark.parametrize("piece", ["generator", "generator dtype", "rate and schedule",
+                                   "history", "optimizer state", "optimizer without state",
+                                   "seen", "batches_done", "optimizer tensor shape"])
 def test_a_resume_with_a_damaged_state_is_refused_and_touches_nothing(
-        tmp_path: Path, raw_paths: dict) -> None:
-    """A member's last.ckpt whose fused state has the wrong form: resume=true refuses that
-    member in one sentence and leaves its folder as it was."""
+        piece: str, tmp_path: Path, raw_paths: dict) -> None:
+    """One piece of a member's fused state damaged (of another type, dtype, shape, range, or
+    disagreeing with the rest): resume=true refuses that member in one sentence naming its
+    file and the piece, and leaves its folder as it was; the other member is not refused."""
     sweep = ("model=softmax", *SMALL, "optim=sgd,adam", "hydra.sweep.subdir=${hydra.job.num}",
              f"hydra.sweep.dir={tmp_path}")
     outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", *sweep)
     assert outcome.status == 0, outcome.output[-3000:]
-    last = tmp_path / "0" / "checkpoints" / "last.ckpt"
+    last = tmp_path / "1" / "checkpoints" / "last.ckpt"  # adam: it keeps optimizer state
     checkpoint = torch.load(last, weights_only=False)
-    checkpoint["fused"]["generator"] = "not a generator state"
+    named = damage(checkpoint["fused"], piece)
     torch.save(checkpoint, last)
-    (tmp_path / "0" / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
-    before = {path: path.read_bytes() for path in (tmp_path / "0").rglob("*") if path.is_file()}
+    for job in ("0", "1"):
+        (tmp_path / job / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
+    before = snapshot(tmp_path / "1")
     outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", *sweep, "resume=true")
-    assert "resume=true is not allowed here" in outcome.output and "generator" in outcome.output
+    refusal = [line for line in outcome.output.splitlines() if "cannot be resumed" in line]
+    assert len(refusal) == 1 and str(last) in refusal[0] and named in refusal[0], \
+        outcome.output[-3000:]
     assert "Traceback" not in outcome.output
-    assert {path: path.read_bytes() for path in (tmp_path / "0").rglob("*")
-            if path.is_file() and path.name != ".claim"} == \
-        {path: data for path, data in before.items() if path.name != ".claim"}
+    assert {k: v for k, v in snapshot(tmp_path / "1").items() if k != ".claim"} == \
+        {k: v for k, v in before.items() if k != ".claim"}
+    assert metrics_of(tmp_path / "0")["status"] == "completed"
 
 
-def test_a_job_folder_name_too_long_is_refused_before_anything_trains(
-        tmp_path: Path, raw_paths: dict) -> None:
+def test_an_optimizer_option_no_rule_computes_fails_its_member(tmp_path: Path,
+                                                               raw_paths: dict) -> None:
+    """``optim.decoupled_weight_decay=true`` (torch's Adam option): each member refused in
+    one sentence naming it, not trained as plain Adam."""
+    members = fused_sweep(tmp_path, "model=softmax", *SMALL, "optim=adam",
+                          "++optim.decoupled_weight_decay=true", "optim.lr=0.001,0.002")
+    for job in members.values():
+        metrics = metrics_of(job)
+        assert metrics["status"] == "failed" and "optim.decoupled_weight_decay" in \
+            metrics["reason"], metrics
+
+
+@pytest.mark.parametrize(("subdir", "sentence"), [
+    ("x" * 300, "more than the file system's"), ("same", "one folder")])
+def test_job_folders_that_cannot_be_made_are_refused_before_anything_trains(
+        subdir: str, sentence: str, tmp_path: Path, raw_paths: dict) -> None:
+    """A job folder name too long for the file system, or two jobs given one folder."""
     outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", "optim=sgd,adam",
-                             "hydra.sweep.subdir=" + "x" * 300, *SMALL,
+                             f"hydra.sweep.subdir={subdir}", *SMALL,
                              f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert outcome.status == 2, outcome.output[-3000:]
-    assert "more than the file system's" in outcome.output and "Traceback" not in outcome.output
+    assert sentence in outcome.output and "Traceback" not in outcome.output
+    assert not (tmp_path / "sweep").exists() or not list((tmp_path / "sweep").iterdir())
 
 
 def test_ctrl_c_during_the_final_tests_stops_as_a_single_run_does(

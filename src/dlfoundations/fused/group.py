@@ -41,16 +41,20 @@ class FusedGroup:
         self.device = first.trainer.strategy.root_device
         self.dtype = precision_dtype(self.cfg)
         self.network = StackedNetwork([member.run.model.net for member in members],
-                                      [member.generator for member in members])
-        self.network.to(self.device, self.dtype)
+                                      [member.generator for member in members],
+                                      self.device, self.dtype)
         for member in members:  # its checkpoints and its test in the group's precision
             member.run.model.to(self.device, self.dtype)
-        self.params = list(self.network.params)
-        self.optimizer = StackedOptimizer(self.params,
+        network = self.network
+        self.optimizer = StackedOptimizer(network.flat, network.grad, network.layout,
+                                          network.decay_mask,
                                           [RULES[type(member.optimizer)] for member in members],
                                           [member.hyperparameters() for member in members])
         self.splits = {split: StackedSplit.of(members, split, self.device)
                        for split in ("train", "val")}
+        seeds = {member.run.datamodule.seed for member in members}
+        #: every member reads the same batches: one split, one batch order
+        self.one_order = self.splits["train"].copies == 1 and len(seeds) == 1
         self.batch_size = first.datamodule.batch_size
         self.global_step = 0
         self.epoch = 0
@@ -98,7 +102,8 @@ class FusedGroup:
         members = len(self.members)
         orders = torch.stack([EpochRandomSampler(range(len(split)),
                                                  member.run.datamodule.seed + self.epoch)
-                              .order() for member in self.members]).to(self.device)
+                              .order() for member in self.members[:1 if self.one_order else None]]
+                             ).to(self.device)
         steps = batches(trainer.limit_train_batches, len(split), self.batch_size)
         started = time.perf_counter()
         self.network.train()
@@ -108,8 +113,8 @@ class FusedGroup:
             x, y = split.batch(orders[:, index * self.batch_size:(index + 1) * self.batch_size],
                                self.dtype)
             logits = self.network(x)
-            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none"
-                                     ).view(members, -1).mean(dim=1)
+            losses = F.cross_entropy(logits.flatten(0, 1), y.expand(members, -1).flatten(),
+                                     reduction="none").view(members, -1).mean(dim=1)
             self.optimizer.zero_grad()
             losses.sum().backward()
             self.optimizer.step()
@@ -160,9 +165,10 @@ class FusedGroup:
         for index in range(batches(limit, len(split), self.batch_size)):
             stop = min(len(split), (index + 1) * self.batch_size)
             rows = torch.arange(index * self.batch_size, stop, device=self.device)
-            x, y = split.batch(rows.expand(len(self.members), -1), self.dtype)
+            x, y = split.batch(rows.expand(split.copies, -1), self.dtype)
             logits = self.network(x)
-            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+            loss = F.cross_entropy(logits.flatten(0, 1), y.expand(len(self.members), -1)
+                                   .flatten(), reduction="none")
             correct = (logits.argmax(dim=2) == y).sum(dim=1)
             sums += torch.stack((loss.view(len(self.members), -1).sum(dim=1).double(),
                                  correct.double()), dim=1)

@@ -94,9 +94,17 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     configs = sweep_configs(launcher, job_overrides, initial_job_idx)
     try:
-        for sweep_config in configs:
+        folders: dict[Path, int] = {}
+        for position, sweep_config in enumerate(configs):
             check_fusable(sweep_config)
-            check_folder_name(job_folder(sweep_config).absolute())
+            run_dir = job_folder(sweep_config).absolute()
+            check_folder_name(run_dir)
+            if run_dir in folders:
+                raise UserError(f"hydra.sweep.subdir={sweep_config.hydra.sweep.subdir!r} is not "
+                                f"allowed: it gives jobs {folders[run_dir]} and {position} one "
+                                f"folder, {run_dir}; give each job its own, e.g. "
+                                "hydra.sweep.subdir=${hydra.job.num}.")
+            folders[run_dir] = position
         groups = fused_groups(configs)
         slots = None if launcher.n_jobs == 1 else plan_slots(
             launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"),

@@ -14,6 +14,7 @@ or written; the group then checks that its members stand at one step (``check_to
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +29,6 @@ from dlfoundations.run.checkpoints import check_matches, read_checkpoint
 
 if TYPE_CHECKING:
     from dlfoundations.fused.member import Member
-
-#: the scheduler's counters, which follow the epoch; every other key is the member's own
-SCHEDULE_COUNTERS = ("last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step")
-
 
 def cannot_resume(path: Path, why: str) -> UserError:
     return UserError(f"resume=true is not allowed here: {path} cannot be resumed ({why}).")
@@ -107,9 +104,7 @@ def check_state(member: Member, state: dict[str, Any]) -> None:
     last = state["last_finite"]
     if last is not None and not math.isfinite(float(last)):
         raise CheckpointStateError(f"the fused state's last_finite is {last!r}, not finite")
-    epochs = state["history"]["epochs"]
-    agree([entry.get("epoch") if isinstance(entry, dict) else None for entry in epochs],
-          list(range(epoch)), "history's epochs", f"epoch {epoch}")
+    check_history(state["history"]["epochs"], epoch)
     check_schedule(member, state, scheduler)
     check_optimizer(member, state["optimizer"], state["global_step"])
 
@@ -127,23 +122,46 @@ def agree(value: Any, expected: Any, piece: str, because: str) -> None:
 
 
 def check_schedule(member: Member, state: dict[str, Any], own: dict[str, Any] | None) -> None:
-    """The schedule's settings are the member's own, its counters at the saved epoch, and the
+    """The schedule's state is the member's own schedule stepped once per epoch done, and the
     rate is the one it gives (the config's rate without a schedule)."""
     lr = state["lr"]
     if own is None:
         agree(lr, member.lr, "lr", "the member's optim.lr and lr_scaling")
         return
-    saved = state["scheduler"]
-    for key, value in own.items():
-        if key not in SCHEDULE_COUNTERS and saved[key] != value:
-            raise CheckpointStateError(f"the fused state's scheduler {key} is {saved[key]!r}, "
-                                       f"where the member's config gives {value!r}")
-    agree(saved["last_epoch"], state["epoch"], "scheduler's last_epoch", "its epochs")
-    if saved["_last_lr"] != [lr]:
-        raise CheckpointStateError(f"the fused state's lr {lr!r} is not its scheduler's last "
-                                   f"rate {saved['_last_lr']!r}")
-    if not lr >= 0:
-        raise CheckpointStateError(f"the fused state's lr is {lr!r}, not at least 0")
+    with warnings.catch_warnings():  # its optimizer holds the rate, never steps
+        warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step")
+        for _ in range(state["epoch"]):
+            member.scheduler.step()
+    expected = member.scheduler.state_dict()
+    for key, value in expected.items():
+        if state["scheduler"][key] != value:
+            raise CheckpointStateError(f"the fused state's scheduler {key} is "
+                                       f"{state['scheduler'][key]!r} where the member's "
+                                       f"schedule after {state['epoch']} epochs has {value!r}")
+    agree(lr, member.lr, "lr", f"the member's schedule after {state['epoch']} epochs")
+
+
+#: the range of each value a member's history keeps per epoch
+HISTORY_RANGES = {"val/acc": (0.0, 1.0), "train/acc": (0.0, 1.0),
+                  "val/loss": (0.0, math.inf), "train/loss_epoch": (0.0, math.inf)}
+
+
+def check_history(epochs: list[Any], epoch: int) -> None:
+    """One entry per epoch done, in order, each with the values a group's validation keeps,
+    each finite and in its range."""
+    agree([entry.get("epoch") if isinstance(entry, dict) else None for entry in epochs],
+          list(range(epoch)), "history's epochs", f"epoch {epoch}")
+    for entry in epochs:
+        if set(entry) != {"epoch", *HISTORY_RANGES}:
+            raise CheckpointStateError(f"the fused state's history of epoch {entry['epoch']} "
+                                       f"does not hold exactly {sorted(HISTORY_RANGES)}")
+        for key, (low, high) in HISTORY_RANGES.items():
+            value = entry[key]
+            if not (isinstance(value, float | int) and not isinstance(value, bool)
+                    and math.isfinite(value) and low <= value <= high):
+                raise CheckpointStateError(f"the fused state's history of epoch "
+                                           f"{entry['epoch']} has {key}={value!r}, outside "
+                                           f"[{low}, {high}]")
 
 
 def check_optimizer(member: Member, saved: Any, global_step: int) -> None:

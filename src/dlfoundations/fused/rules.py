@@ -1,11 +1,15 @@
-"""The optimizers' update rules over stacked parameters, each hyperparameter one value per
-member (a tensor of shape (n, 1, ...) broadcast over the member's parameter).
+"""The optimizers' update rules over every member's parameters at once.
 
-A rule updates the members ``[start, stop)`` of every stacked parameter at once: its slice is a
-view, so one call per rule and parameter updates every member that uses that rule. The
-formulas are those of ``torch.optim`` (and of ``dlfoundations.scratch_optimizers`` for the
-notes' momentum); g = dL/dw + lambda * w, with lambda = 0 for biases (weight decay on weights
-only), except AdamW's decoupled decay, w <- w (1 - eta lambda).
+Each member's parameters lie side by side in one row of a flat tensor (K, P) (``Layout``), and
+so do their gradients; the members that use one rule are rows ``[start, stop)``, a view. A
+rule updates all its members and all their parameters with one sequence of operations, so a
+step costs the same operators whatever the number of members and parameters: one sequence
+per rule. Each hyperparameter is one value per member, a tensor (n, 1) kept in float64 (as
+torch computes its optimizers' scalars in Python doubles), cast to the parameters' dtype once
+per change (``constants``), and where it depends on the step count computed per step in
+float64. The formulas are those of ``torch.optim`` (and of ``dlfoundations.scratch_optimizers``
+for the notes' momentum), in its operations' order; g = dL/dw + lambda * w with lambda = 0 for
+biases (weight decay on weights only), except AdamW's decoupled decay, w <- w (1 - eta lambda).
 """
 
 from __future__ import annotations
@@ -19,80 +23,107 @@ import torch
 from dlfoundations import scratch_optimizers
 from dlfoundations.errors import UserError
 
+#: per-member values: float64 (n, 1) (``Hyper``), or in the parameters' dtype (``Constants``)
 Hyper = dict[str, torch.Tensor]
+Constants = dict[str, torch.Tensor]
 State = dict[str, torch.Tensor]
 
 
-def sgd(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+def sgd(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
+        step: int) -> None:
     """b <- g (first step), then b <- mu b + (1 - dampening) g; w <- w - eta b (mu = 0: w <-
     w - eta g), as ``torch.optim.SGD``."""
-    moving = h["momentum"] > 0
     if "momentum_buffer" not in state:
         state["momentum_buffer"] = g.clone()
     else:
-        damped = torch.where(moving, 1 - h["dampening"], torch.ones_like(h["lr"]))
-        state["momentum_buffer"].mul_(cast(h["momentum"], p)).add_(cast(damped, p) * g)
-    p.sub_(cast(h["lr"], p) * torch.where(moving, state["momentum_buffer"], g))
+        state["momentum_buffer"].mul_(c["momentum"]).add_(c["damped"] * g)
+    p.sub_(c["lr"] * torch.where(c["moving"], state["momentum_buffer"], g))
 
 
-def notes_momentum(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+def notes_momentum(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
+                   step: int) -> None:
     """v <- gamma v + eta g, w <- w - v (``scratch_optimizers.Momentum``)."""
     v = state.setdefault("v", torch.zeros_like(p))
-    v.mul_(cast(h["momentum"], p)).add_(cast(h["lr"], p) * g)
+    v.mul_(c["momentum"]).add_(c["lr"] * g)
     p.sub_(v)
 
 
-def adagrad(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+def adagrad(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
+            step: int) -> None:
     """s <- s + g^2, w <- w - eta_t g / (sqrt(s) + eps), eta_t = eta / (1 + (t - 1) lr_decay)."""
     s = state.setdefault("sum", torch.zeros_like(p))
     s.addcmul_(g, g)
-    eta = cast(h["lr"] / (1 + (step - 1) * h["lr_decay"]), p)
-    p.sub_(eta * (g / s.sqrt().add_(cast(h["eps"], p))))
+    eta = (h["lr"] / (1 + (step - 1) * h["lr_decay"])).to(p.dtype)
+    p.sub_(eta * (g / s.sqrt().add_(c["eps"])))
 
 
-def rmsprop(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+def rmsprop(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
+            step: int) -> None:
     """s <- gamma s + (1 - gamma) g^2, w <- w - eta g / (sqrt(s) + eps); gamma is ``alpha``."""
     s = state.setdefault("square_avg", torch.zeros_like(p))
-    s.mul_(cast(h["alpha"], p)).add_(cast(1 - h["alpha"], p) * (g * g))
-    p.sub_(cast(h["lr"], p) * (g / s.sqrt().add_(cast(h["eps"], p))))
+    s.mul_(c["alpha"]).add_(c["rest"] * (g * g))
+    p.sub_(c["lr"] * (g / s.sqrt().add_(c["eps"])))
 
 
-def adadelta(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+def adadelta(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
+             step: int) -> None:
     """s <- rho s + (1 - rho) g^2, g' = sqrt(delta + eps) / sqrt(s + eps) g, w <- w - eta g',
     delta <- rho delta + (1 - rho) g'^2."""
     s = state.setdefault("square_avg", torch.zeros_like(p))
     delta = state.setdefault("acc_delta", torch.zeros_like(p))
-    rho, rest, eps = cast(h["rho"], p), cast(1 - h["rho"], p), cast(h["eps"], p)
-    s.mul_(rho).add_(rest * (g * g))
-    rescaled = (delta + eps).sqrt_().div_((s + eps).sqrt_()).mul_(g)
-    delta.mul_(rho).add_(rest * (rescaled * rescaled))
-    p.sub_(cast(h["lr"], p) * rescaled)
+    s.mul_(c["rho"]).add_(c["rest"] * (g * g))
+    rescaled = (delta + c["eps"]).sqrt_().div_((s + c["eps"]).sqrt_()).mul_(g)
+    delta.mul_(c["rho"]).add_(c["rest"] * (rescaled * rescaled))
+    p.sub_(c["lr"] * rescaled)
 
 
-def adam(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+def adam(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
+         step: int) -> None:
     """v <- beta1 v + (1 - beta1) g, s <- beta2 s + (1 - beta2) g^2,
     w <- w - eta v / (1 - beta1^t) / (sqrt(s / (1 - beta2^t)) + eps)."""
     v = state.setdefault("exp_avg", torch.zeros_like(p))
     s = state.setdefault("exp_avg_sq", torch.zeros_like(p))
-    v.lerp_(g, cast(1 - h["beta1"], p))
-    s.mul_(cast(h["beta2"], p)).add_(cast(1 - h["beta2"], p) * (g * g))
-    denom = (s.sqrt() / cast((1 - h["beta2"] ** step).sqrt(), p)).add_(cast(h["eps"], p))
-    p.sub_(cast(h["lr"] / (1 - h["beta1"] ** step), p) * (v / denom))
+    v.lerp_(g, c["rest1"])
+    s.mul_(c["beta2"]).add_(c["rest2"] * (g * g))
+    denom = (s.sqrt() / (1 - h["beta2"] ** step).sqrt().to(p.dtype)).add_(c["eps"])
+    p.sub_((h["lr"] / (1 - h["beta1"] ** step)).to(p.dtype) * (v / denom))
 
 
-def adamw(p: torch.Tensor, g: torch.Tensor, state: State, h: Hyper, step: int) -> None:
+def adamw(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
+          step: int) -> None:
     """w <- w (1 - eta lambda), then Adam on dL/dw (``torch.optim.AdamW``)."""
-    p.mul_(cast(1 - h["lr"] * h["decoupled_decay"], p))
-    adam(p, g, state, h, step)
+    p.mul_(c["keep"])
+    adam(p, g, state, c, h, step)
 
 
-def cast(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-member value computed in float64 (as torch's optimizers compute their Python
-    scalars), in the parameter's dtype only where it meets the parameter."""
-    return value.to(like.dtype)
+Rule = Callable[[torch.Tensor, torch.Tensor, State, Constants, Hyper, int], None]
 
 
-Rule = Callable[[torch.Tensor, torch.Tensor, State, Hyper, int], None]
+def constants(rule: Rule, h: Hyper, decay_mask: torch.Tensor, dtype: torch.dtype) -> Constants:
+    """The values a rule reads every step, computed in float64 from its members'
+    hyperparameters and cast to the parameters' dtype once (again when a rate changes).
+    ``decay_mask`` (1, P) is 1 on weights, 0 on biases; ``decay`` is lambda there."""
+    values: Hyper = {"lr": h["lr"], "eps": h.get("eps"), "decay": h["weight_decay"] * decay_mask}
+    if rule is sgd:
+        values |= {"momentum": h["momentum"],
+                   "damped": torch.where(h["momentum"] > 0, 1 - h["dampening"],
+                                         torch.ones_like(h["lr"]))}
+    elif rule is notes_momentum:
+        values |= {"momentum": h["momentum"]}
+    elif rule is rmsprop:
+        values |= {"alpha": h["alpha"], "rest": 1 - h["alpha"]}
+    elif rule is adadelta:
+        values |= {"rho": h["rho"], "rest": 1 - h["rho"]}
+    elif rule in (adam, adamw):
+        values |= {"rest1": 1 - h["beta1"], "beta2": h["beta2"], "rest2": 1 - h["beta2"]}
+        if rule is adamw:
+            values["keep"] = 1 - h["lr"] * (h["decoupled_decay"] * decay_mask)
+    cast = {key: value.to(dtype) for key, value in values.items() if value is not None}
+    if rule is sgd:
+        cast["moving"] = h["momentum"] > 0
+    return cast
+
+
 #: each optimizer class a member may use, with its rule
 RULES: dict[type[torch.optim.Optimizer], Rule] = {
     torch.optim.SGD: sgd, scratch_optimizers.SGD: sgd,
@@ -103,9 +134,12 @@ RULES: dict[type[torch.optim.Optimizer], Rule] = {
     torch.optim.Adam: adam, scratch_optimizers.Adam: adam,
     torch.optim.AdamW: adamw,
 }
-#: options a rule does not compute, with the only value it takes
+#: options of torch's optimizers that a rule computes at one value only (None: the default)
 FIXED_OPTIONS = {"nesterov": False, "amsgrad": False, "centered": False, "maximize": False,
-                 "initial_accumulator_value": 0, "capturable": False, "differentiable": False}
+                 "initial_accumulator_value": 0, "capturable": False, "differentiable": False,
+                 "fused": False, "decoupled_weight_decay": False}
+#: keys that say how torch computes, not what, and the schedule's own (its base rate)
+IMPLEMENTATION = ("params", "foreach", "initial_lr")
 
 
 def hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, float]:
@@ -117,20 +151,29 @@ def hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, float]:
                         "hydra/launcher=fused: it fuses the optimizers of optim/ and "
                         "optim/scratch/; run this sweep with another launcher.")
     group = optimizer.param_groups[0]
-    for key, allowed in FIXED_OPTIONS.items():
-        if key in group and group[key] not in (allowed, None):
-            raise UserError(f"optim.{key}={group[key]} is not allowed with hydra/launcher=fused "
-                            f"(it computes {key}={allowed} only); run this sweep with another "
+    rule = RULES[type(optimizer)]
+    adamw = type(optimizer) is torch.optim.AdamW  # decoupled decay: its own rule
+    for key, value in group.items():
+        if key in RULE_KEYS[rule] or key == "betas" or key in IMPLEMENTATION or (
+                adamw and key == "decoupled_weight_decay" and value is True):
+            continue
+        if key == "momentum" and rule is rmsprop:
+            allowed = 0
+        elif key in FIXED_OPTIONS:
+            allowed = FIXED_OPTIONS[key]
+        else:
+            raise UserError(f"optim.{key}={value!r} is not allowed with hydra/launcher=fused: a "
+                            f"fused group does not compute {key}; run this sweep with another "
                             "launcher.")
-    if group.get("momentum", 0) and type(optimizer) is torch.optim.RMSprop:
-        raise UserError(f"optim.momentum={group['momentum']} is not allowed for RMSprop with "
-                        "hydra/launcher=fused (it computes momentum=0 only).")
+        if value not in (allowed, None):
+            raise UserError(f"optim.{key}={value!r} is not allowed with hydra/launcher=fused (it "
+                            f"computes {key}={allowed} only); run this sweep with another "
+                            "launcher.")
     values = dict(group)
     if "betas" in group:
         values["beta1"], values["beta2"] = group["betas"]
-    if type(optimizer) is torch.optim.AdamW:
+    if adamw:
         values["decoupled_decay"], values["weight_decay"] = values["weight_decay"], 0.0
-    rule = RULES[type(optimizer)]
     return {key: float(values.get(key, default)) for key, default in RULE_KEYS[rule].items()}
 
 
@@ -156,38 +199,53 @@ STATE_KEYS: dict[Rule, tuple[str, ...]] = {
 SQUARES = ("sum", "square_avg", "acc_delta", "exp_avg_sq")
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where each parameter of a member lies in its row of the flat tensor (K, P): columns
+    ``[offset, offset + numel)``, viewed as ``shape``."""
+
+    shapes: tuple[torch.Size, ...]
+
+    @property
+    def offsets(self) -> list[int]:
+        starts = [0]
+        for shape in self.shapes:
+            starts.append(starts[-1] + shape.numel())
+        return starts
+
+    def pieces(self, row: torch.Tensor) -> list[torch.Tensor]:
+        """A member's row (P,) as its parameters, views of their shapes."""
+        bounds = self.offsets
+        return [row[bounds[i]:bounds[i + 1]].view(shape) for i, shape in enumerate(self.shapes)]
+
+    def row(self, pieces: list[torch.Tensor]) -> torch.Tensor:
+        """A member's parameters (or their state) as one row (P,)."""
+        return torch.cat([piece.reshape(-1) for piece in pieces])
+
+
 @dataclass
 class RuleGroup:
     """The members ``[start, stop)`` that share one rule, their hyperparameters (n values
-    each, kept in float64) and their state per stacked parameter."""
+    each, kept in float64), the constants cast from them, and their state, each (n, P)."""
 
     rule: Rule
     start: int
     stop: int
     values: dict[str, list[float]]
-    state: list[State] = field(default_factory=list)
-
-    def hyper(self, like: torch.Tensor, decayed: bool) -> Hyper:
-        """The hyperparameters as float64 tensors shaped (n, 1, ...) for a parameter like
-        ``like``."""
-        shape = (self.stop - self.start,) + (1,) * (like.ndim - 1)
-        hyper = {key: torch.tensor(values, dtype=torch.float64, device=like.device).view(shape)
-                 for key, values in self.values.items()}
-        if not decayed:
-            hyper["weight_decay"] = torch.zeros_like(hyper["weight_decay"])
-            if "decoupled_decay" in hyper:
-                hyper["decoupled_decay"] = torch.zeros_like(hyper["decoupled_decay"])
-        return hyper
+    state: State = field(default_factory=dict)
+    hyper: Hyper = field(default_factory=dict)
+    constants: Constants = field(default_factory=dict)
 
 
 class StackedOptimizer:
-    """Every member's optimizer over the stacked parameters: members sorted by rule, each
-    rule applied once per parameter to its members' slice. ``set_lr`` changes one member's
-    rate (its schedule); the step count t is shared (the members step together)."""
+    """Every member's optimizer over the flat parameters (K, P) and their gradients (K, P):
+    members sorted by rule, each rule applied once to its members' rows. ``set_lr`` changes
+    one member's rate (its schedule); the step count t is shared (the members step
+    together)."""
 
-    def __init__(self, params: list[torch.nn.Parameter], rules: list[Rule],
-                 values: list[dict[str, float]]):
-        self.params = params
+    def __init__(self, flat: torch.Tensor, grad: torch.Tensor, layout: Layout,
+                 decay_mask: torch.Tensor, rules: list[Rule], values: list[dict[str, float]]):
+        self.flat, self.grad, self.layout, self.decay_mask = flat, grad, layout, decay_mask
         self.step_count = 0
         self.groups: list[RuleGroup] = []
         for member, (rule, member_values) in enumerate(zip(rules, values, strict=True)):
@@ -198,76 +256,54 @@ class StackedOptimizer:
                 group.values.setdefault(key, []).append(float(value))
             group.stop = member + 1
         for group in self.groups:
-            group.state = [{} for _ in params]
-        self._hyper: list[list[tuple[Hyper, Hyper]]] | None = None
+            self.prepare(group)
+
+    def prepare(self, group: RuleGroup) -> None:
+        """The group's hyperparameters as float64 (n, 1) tensors and its constants."""
+        group.hyper = {key: torch.tensor(values, dtype=torch.float64,
+                                         device=self.flat.device).view(-1, 1)
+                       for key, values in group.values.items()}
+        group.constants = constants(group.rule, group.hyper, self.decay_mask.double(),
+                                    self.flat.dtype)
 
     def set_lr(self, member: int, lr: float) -> None:
         for group in self.groups:
-            if group.start <= member < group.stop:
-                group.values["lr"][member - group.start] = lr
-        self._hyper = None
+            rates = group.values["lr"]
+            if group.start <= member < group.stop and rates[member - group.start] != lr:
+                rates[member - group.start] = lr
+                self.prepare(group)
 
     def zero_grad(self) -> None:
-        for param in self.params:
-            param.grad = None
+        self.grad.zero_()
 
     @torch.no_grad()
     def step(self) -> None:
-        if self._hyper is None:
-            self._hyper = [[(group.hyper(param, True), group.hyper(param, False))
-                            for param in self.params] for group in self.groups]
         self.step_count += 1
-        for group, hypers in zip(self.groups, self._hyper, strict=True):
-            for param, state, (decayed, plain) in zip(self.params, group.state, hypers,
-                                                      strict=True):
-                if param.grad is None:
-                    continue
-                p = param[group.start:group.stop]
-                hyper = decayed if param.ndim > 2 else plain  # weights (ndim > 1 per member)
-                g = param.grad[group.start:group.stop]
-                g = g + cast(hyper["weight_decay"], p) * p
-                group.rule(p, g, state, hyper, self.step_count)
+        for group in self.groups:
+            p = self.flat[group.start:group.stop]
+            g = self.grad[group.start:group.stop]
+            g = g + group.constants["decay"] * p
+            group.rule(p, g, group.state, group.constants, group.hyper, self.step_count)
 
     def load_members(self, states: list[dict[str, Any]]) -> None:
-        """Every member's state as ``member_state`` saved it, each tensor checked against its
-        parameter's shape (``UserError`` otherwise); the members stepped together."""
-        steps = {state.get("step") if isinstance(state, dict) else None for state in states}
-        step = steps.pop() if len(steps) == 1 else None
-        if not (type(step) is int and step >= 0):
-            raise UserError("resume=true is not allowed here: the members' optimizer step "
-                            "counts are not one whole number")
-        self.step_count = step
+        """Every member's state as ``member_state`` saved it (each piece checked before, by
+        ``fused.resume``); the members stepped together."""
+        self.step_count = states[0]["step"]
         for group in self.groups:
             saved = [states[member]["state"] for member in range(group.start, group.stop)]
-            for index, param in enumerate(self.params):
-                tensors: dict[str, list[torch.Tensor]] = {}
-                for member_state in saved:
-                    entry = member_state[index] if isinstance(member_state, list) and \
-                        index < len(member_state) else None
-                    if not isinstance(entry, dict):
-                        raise UserError("resume=true is not allowed here: a member's optimizer "
-                                        f"state has no entry for parameter {index}")
-                    for key, value in entry.items():
-                        if not (isinstance(value, torch.Tensor) and value.is_floating_point()
-                                and value.shape == param.shape[1:]
-                                and torch.isfinite(value).all()):
-                            raise UserError(
-                                f"resume=true is not allowed here: a member's optimizer state "
-                                f"{key!r} of parameter {index} is not a finite tensor of shape "
-                                f"{tuple(param.shape[1:])}")
-                        tensors.setdefault(str(key), []).append(value)
-                for key, values in tensors.items():
-                    if len(values) != len(saved):
-                        raise UserError("resume=true is not allowed here: the members of one "
-                                        f"optimizer do not all hold {key!r}")
-                    group.state[index][key] = torch.stack(values).to(param)
+            for key in saved[0][0] if saved[0] else ():
+                group.state[key] = torch.stack([
+                    self.layout.row([entry[key] for entry in member_state])
+                    for member_state in saved]).to(self.flat)
 
     def member_state(self, member: int) -> dict[str, Any]:
         """Member ``member``'s optimizer state: per parameter index, its tensors."""
         for group in self.groups:
             if group.start <= member < group.stop:
                 offset = member - group.start
+                pieces = {key: self.layout.pieces(value[offset])
+                          for key, value in group.state.items()}
                 return {"step": self.step_count,
-                        "state": [{key: value[offset].clone() for key, value in state.items()}
-                                  for state in group.state]}
+                        "state": [{key: piece[index].clone() for key, piece in pieces.items()}
+                                  for index in range(len(self.layout.shapes))]}
         raise IndexError(member)

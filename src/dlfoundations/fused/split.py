@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class StackedSplit:
-    """One split of every member: pixels (K, N, H*W) uint8, labels (K, N), and each member's
-    normalisation x = pixels * scale - shift."""
+    """One split of every member: pixels (C, N, H*W) uint8, labels (C, N), and each copy's
+    normalisation x = pixels * scale - shift; C = K copies, or one where every member's split
+    is the same (same seed, folds and subset), which all members then read."""
 
     pixels: torch.Tensor
     labels: torch.Tensor
@@ -27,20 +28,34 @@ class StackedSplit:
     @classmethod
     def of(cls, members: list[Member], split: str, device: torch.device) -> StackedSplit:
         datasets = [member.run.datamodule.splits[split] for member in members]
+        first = datasets[0]
+        if all(d.scale == first.scale and d.shift == first.shift
+               and torch.equal(d.labels, first.labels) and torch.equal(d.images, first.images)
+               for d in datasets[1:]):
+            datasets = [first]
         return cls(torch.stack([d.images.flatten(1) for d in datasets]).to(device),
                    torch.stack([d.labels for d in datasets]).to(device),
                    torch.tensor([d.scale for d in datasets]).view(-1, 1, 1).to(device),
                    torch.tensor([d.shift for d in datasets]).view(-1, 1, 1).to(device),
-                   tuple(datasets[0].images.shape[1:]))
+                   tuple(first.images.shape[1:]))
+
+    @property
+    def copies(self) -> int:
+        return self.labels.shape[0]
 
     def __len__(self) -> int:
         return self.labels.shape[1]
 
     def batch(self, index: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows ``index`` (K, B) of each member: x (K, B, 1, H, W) in ``dtype``, y (K, B)."""
-        rows = torch.arange(len(index), device=index.device).unsqueeze(1)
-        x = (self.pixels[rows, index] * self.scale).sub_(self.shift)  # as InMemoryImages
-        return x.to(dtype).view(*index.shape, 1, *self.side), self.labels[rows, index]
+        """Rows ``index`` (K, B) of each member's split, or (1, B) of the one split all
+        members share: x (K or 1, B, 1, H, W) in ``dtype``, y (K or 1, B)."""
+        if self.copies == 1:
+            pixels, labels = self.pixels[0][index], self.labels[0][index]
+        else:
+            rows = torch.arange(len(index), device=index.device).unsqueeze(1)
+            pixels, labels = self.pixels[rows, index], self.labels[rows, index]
+        x = (pixels * self.scale).sub_(self.shift)  # as InMemoryImages
+        return x.to(dtype).view(*index.shape, 1, *self.side), labels
 
 
 def batches(limit: int | float | None, size: int, batch_size: int) -> int:

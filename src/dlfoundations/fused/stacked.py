@@ -10,6 +10,7 @@ draws them on the CPU.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlfoundations.errors import UserError
+from dlfoundations.fused.rules import Layout
+
+# Each member's parameters are views of one row of a flat tensor, and so are their gradients,
+# by design (one optimizer step for all); autograd adds into them in place and warns once
+# that their strides are not those of a tensor of their own.
+warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
 #: layers that act on each value alone, or on each channel alone: the same for every member
 SHARED_LAYERS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU,
@@ -61,10 +68,17 @@ def kind_of(module: nn.Module) -> str:
 
 
 class StackedNetwork(nn.Module):
-    """The members' networks as one: ``params[i]`` holds the i-th parameter of every member,
-    shape (K, *its shape). Input (K, B, ...) gives output (K, B, outputs)."""
+    """The members' networks as one. Every member's parameters lie side by side in one row of
+    ``flat`` (K, P), their gradients in ``grad`` (K, P), so that the optimizer updates all of
+    them at once; ``params[i]`` is the i-th parameter of every member, a view (K, *its shape)
+    of ``flat`` whose gradient is a view of ``grad`` (autograd adds into it in place).
 
-    def __init__(self, networks: list[nn.Module], generators: list[torch.Generator]):
+    Input (K, B, ...) gives output (K, B, outputs); input (1, B, ...), one batch that every
+    member reads (members with one batch order), goes through the first layer as one matrix
+    product (one convolution) for all members."""
+
+    def __init__(self, networks: list[nn.Module], generators: list[torch.Generator],
+                 device: torch.device, dtype: torch.dtype):
         super().__init__()
         members = [layers_of(network) for network in networks]
         first = [type(module) for module, _ in members[0]]
@@ -72,29 +86,50 @@ class StackedNetwork(nn.Module):
             raise UserError("the members of a fused group have networks of different layers")
         self.layers = [Layer(kind_of(module), module, [layers[i][1] for layers in members])
                        for i, (module, _) in enumerate(members[0])]
-        self.params = nn.ParameterList(
-            torch.stack([param.detach() for param in params])
-            for params in zip(*(network.parameters() for network in networks), strict=True))
+        self.layout = Layout(tuple(param.shape for param in networks[0].parameters()))
+        self.flat = torch.stack([self.layout.row([param.detach() for param in
+                                                  network.parameters()])
+                                 for network in networks]).to(device, dtype)
+        self.grad = torch.zeros_like(self.flat)
+        self.params = nn.ParameterList()
+        bounds = self.layout.offsets
+        for index, shape in enumerate(self.layout.shapes):
+            columns = slice(bounds[index], bounds[index + 1])
+            param = nn.Parameter(self.flat[:, columns].view(len(networks), *shape))
+            param.grad = self.grad[:, columns].view(len(networks), *shape)
+            self.params.append(param)
+        #: 1 on weights, 0 on biases: weight decay acts on weights only
+        self.decay_mask = torch.cat([torch.full((shape.numel(),), float(len(shape) > 1))
+                                     for shape in self.layout.shapes]).view(1, -1).to(
+                                         device, dtype)
         self.generators = generators
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params = iter(self.params)
-        members, batch = x.shape[0], x.shape[1]
+        members, batch = self.flat.shape[0], x.shape[1]
+        shared = x.shape[0] == 1 and members > 1  # until the first layer with parameters
         conv = x.ndim == 5  # (K, B, C, H, W): the members' channels side by side, (B, K*C, H, W)
         if conv:
             x = x.transpose(0, 1).flatten(1, 2)
         for layer in self.layers:
             if layer.kind == "linear":
                 weight, bias = next(params), next(params)
-                x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+                if shared:  # o = x W^T for every member's W at once: (B, K*out)
+                    x = (x[0] @ weight.flatten(0, 1).T).view(batch, members, -1).transpose(0, 1)
+                    x = x + bias.unsqueeze(1)
+                else:
+                    x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+                shared = False
             elif layer.kind == "conv":
                 weight, bias = next(params), next(params)
                 conv_layer = layer.module
                 x = F.conv2d(x, weight.flatten(0, 1), bias.flatten(), conv_layer.stride,
-                             conv_layer.padding, conv_layer.dilation, groups=members)
+                             conv_layer.padding, conv_layer.dilation,
+                             groups=1 if shared else members)
+                shared = False
             elif layer.kind == "flatten":
                 if conv:
-                    x = x.view(batch, members, -1).transpose(0, 1)
+                    x = x.view(batch, 1 if shared else members, -1).transpose(0, 1)
                     conv = False
                 else:
                     x = x.flatten(2)
