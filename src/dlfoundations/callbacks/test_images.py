@@ -41,22 +41,33 @@ class TestImages(L.Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """After the model's ``on_test_epoch_end``, which computed its ``confusion_matrix``."""
         confusion = getattr(pl_module, "confusion_matrix", None)
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if confusion is None or not trainer.is_global_zero or not loggers:
+        if confusion is None or not trainer.is_global_zero:
             return
-        names = list(getattr(trainer.datamodule, "class_names", None)
-                     or map(str, range(len(confusion))))
-        figures = {f"{FINAL_SECTION}/confusion_matrix": confusion_figure(confusion, names)}
-        if self.wrong:
-            figures[f"{FINAL_SECTION}/misclassified"] = misclassified_figure(self.wrong, names)
-        for logger in loggers:
-            for tag, figure in figures.items():
-                logger.experiment.add_figure(tag, figure, close=False,
-                                             global_step=step_of(logger, trainer.global_step))
-        import matplotlib.pyplot as plt
+        names = getattr(trainer.datamodule, "class_names", None)
+        add_test_figures(trainer.loggers, confusion, self.wrong, names, trainer.global_step)
 
-        for figure in figures.values():
-            plt.close(figure)  # pyplot keeps every figure it made until closed
+
+def add_test_figures(loggers: list[Any], confusion: torch.Tensor,
+                     wrong: list[tuple[torch.Tensor, int, int]], names: Any,
+                     global_step: int) -> None:
+    """The two figures of a test to each TensorBoard logger, after ``global_step`` optimizer
+    steps: the confusion matrix (rows: true class) and the ``wrong`` images (image, true,
+    predicted), captioned with the class ``names`` (the class numbers without)."""
+    loggers = [logger for logger in loggers if isinstance(logger, TensorBoardLogger)]
+    if not loggers:
+        return
+    names = list(names or map(str, range(len(confusion))))
+    figures = {f"{FINAL_SECTION}/confusion_matrix": confusion_figure(confusion, names)}
+    if wrong:
+        figures[f"{FINAL_SECTION}/misclassified"] = misclassified_figure(wrong, names)
+    for logger in loggers:
+        for tag, figure in figures.items():
+            logger.experiment.add_figure(tag, figure, close=False,
+                                         global_step=step_of(logger, global_step))
+    import matplotlib.pyplot as plt
+
+    for figure in figures.values():
+        plt.close(figure)  # pyplot keeps every figure it made until closed
 
 
 def confusion_figure(confusion: torch.Tensor, names: list[str]) -> Any:

@@ -26,6 +26,7 @@ from dlfoundations.fused.member import Member
 from dlfoundations.fused.rules import RULES, StackedOptimizer
 from dlfoundations.fused.split import StackedSplit, batches
 from dlfoundations.fused.stacked import StackedNetwork
+from dlfoundations.fused.testing import test_together
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.status import Status
 
@@ -253,13 +254,31 @@ class FusedGroup:
     # -- the end ------------------------------------------------------------------------------
 
     def end_all(self) -> None:
-        """Each member still training tests its best weights and writes its outputs."""
-        for k, member in enumerate(self.members):
-            if self.active[k]:
-                if member.best_state is not None:
-                    member.run.model.net.load_state_dict(member.best_state)
-                member.finish({"status": Status.COMPLETED}, self.epoch, self.global_step)
-                self.active[k] = False
+        """Each member still training tests its best weights (all at once through the
+        stacked network) and writes its outputs."""
+        finishing = [k for k, active in enumerate(self.active) if active]
+        if not finishing:
+            return
+        for k in finishing:
+            net = self.members[k].run.model.net
+            if self.members[k].best_state is not None:
+                net.load_state_dict(self.members[k].best_state)
+                self.network.flat[k] = self.network.layout.row(
+                    [param.detach() for param in net.parameters()])
+            else:  # the model as it is
+                for param, value in zip(net.parameters(),
+                                        self.network.layout.pieces(self.network.flat[k]),
+                                        strict=True):
+                    param.data.copy_(value)
+        first = self.members[0]
+        tested = test_together(self.network, StackedSplit.of(self.members, "test", self.device),
+                               self.batch_size, self.cfg.trainer.limit_test_batches,
+                               self.dtype, max(member.num_images for member in self.members),
+                               first.run.model.num_classes)
+        for k in finishing:
+            self.members[k].finish({"status": Status.COMPLETED}, self.epoch, self.global_step,
+                                   tested[k])
+            self.active[k] = False
 
     def stop_all(self, status: Status, reason: str) -> None:
         for k, member in enumerate(self.members):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning
 import torch
@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from dlfoundations import folder
+from dlfoundations.callbacks.test_images import TestImages, add_test_figures
 from dlfoundations.fused import rules
 from dlfoundations.models.base import qualified_name
 from dlfoundations.run import console
@@ -35,8 +36,11 @@ from dlfoundations.run.cli import (
     record_failure,
     take_folder,
 )
-from dlfoundations.run.train import RunStart, best_epoch, finish_run, start_run, test
+from dlfoundations.run.train import RunStart, best_epoch, finish_run, start_run
 from dlfoundations.status import Status
+
+if TYPE_CHECKING:
+    from dlfoundations.fused.testing import MemberTest
 
 
 def dropout_generator(device: torch.device) -> torch.Generator:
@@ -137,13 +141,29 @@ class Member:
         SafeCheckpointIO().save_checkpoint(checkpoint, path)
         return path
 
-    def finish(self, metrics: dict[str, Any], epochs: int, global_step: int) -> None:
-        """End the run as a single run ends: test the best weights where it completed, then
-        ``metrics.json`` and the final HParams through ``finish_run``."""
+    @property
+    def num_images(self) -> int:
+        """How many misclassified test images its figure shows (0: no test figures, as a run
+        without the ``TestImages`` callback)."""
+        images = [callback for callback in self.run.trainer.callbacks
+                  if isinstance(callback, TestImages)] if self.run else []
+        return images[0].num_images if images else 0
+
+    def finish(self, metrics: dict[str, Any], epochs: int, global_step: int,
+               tested: MemberTest | None = None) -> None:
+        """End the run as a single run ends: where it completed, its test's metrics (``tested``,
+        of its best weights, which its network holds) and figures, then ``metrics.json`` and
+        the final HParams through ``finish_run``."""
         with self.active():
-            if metrics.get("status") == Status.COMPLETED:
+            if metrics.get("status") == Status.COMPLETED and tested is not None:
                 metrics = {**metrics, **best_epoch(self.run, str(self.best_path or "")),
-                           **test(self.run.trainer, self.run.model, self.run.datamodule, "")}
+                           **tested.metrics, **self.run.model.report()}
+                if any(isinstance(callback, TestImages) for callback in
+                       self.run.trainer.callbacks) and self.run.trainer.is_global_zero:
+                    add_test_figures(self.run.trainer.loggers, tested.confusion,
+                                     tested.wrong[:self.num_images],
+                                     getattr(self.run.datamodule, "class_names", None),
+                                     global_step)
             self.metrics = finish_run(self.run, metrics, epochs, global_step)
             if self.metrics["status"] != Status.COMPLETED:
                 console.say(f"job {self.metrics['status']}: {self.metrics.get('reason')}",

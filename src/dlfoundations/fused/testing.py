@@ -1,0 +1,61 @@
+"""The members' test, all at once through the stacked network, with the numbers each
+member's single run computes in its Lightning test: the mean cross-entropy and the fraction
+classified right over the test split (``limit_test_batches`` of it, in order), the confusion
+matrix (rows: true class), and the first misclassified images in test order, for the two
+figures that ``TestImages`` draws."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from dlfoundations.fused.split import StackedSplit, batches
+from dlfoundations.fused.stacked import StackedNetwork
+
+
+@dataclass
+class MemberTest:
+    """One member's test: its metrics, confusion matrix and misclassified (image, true,
+    predicted) images."""
+
+    metrics: dict[str, float]
+    confusion: torch.Tensor
+    wrong: list[tuple[torch.Tensor, int, int]] = field(default_factory=list)
+
+
+@torch.no_grad()
+def test_together(network: StackedNetwork, split: StackedSplit, batch_size: int,
+                  limit: int | float | None, dtype: torch.dtype, num_images: int,
+                  classes: int) -> list[MemberTest]:
+    """Every member's test (the network holding each member's weights to test)."""
+    network.eval()
+    members = network.flat.shape[0]
+    loss_sums = torch.zeros(members, dtype=torch.float64, device=network.flat.device)
+    confusion = torch.zeros(members, classes * classes, dtype=torch.int64,
+                            device=network.flat.device)
+    wrong: list[list[tuple[torch.Tensor, int, int]]] = [[] for _ in range(members)]
+    count = 0
+    for index in range(batches(limit, len(split), batch_size)):
+        stop = min(len(split), (index + 1) * batch_size)
+        rows = torch.arange(index * batch_size, stop, device=network.flat.device)
+        x, y = split.batch(rows.expand(split.copies, -1), dtype)
+        logits = network(x)
+        y = y.expand(members, -1)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        loss_sums += loss.view(members, -1).sum(dim=1).double()
+        predicted = logits.argmax(dim=2)
+        confusion.scatter_add_(1, y * classes + predicted, torch.ones_like(y))
+        for k in range(members):
+            if len(wrong[k]) < num_images:
+                misses = torch.nonzero(predicted[k] != y[k]).flatten()
+                for i in misses[:num_images - len(wrong[k])].tolist():
+                    image = x[0 if x.shape[0] == 1 else k, i, 0].float().cpu()
+                    wrong[k].append((image, int(y[k, i]), int(predicted[k, i])))
+        count += len(rows)
+    matrices = confusion.view(members, classes, classes).cpu()
+    correct = matrices.diagonal(dim1=1, dim2=2).sum(dim=1)
+    return [MemberTest({"test/loss": float(loss_sums[k]) / max(count, 1),
+                        "test/acc": float(correct[k]) / max(count, 1)}, matrices[k], wrong[k])
+            for k in range(members)]
