@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -137,6 +138,23 @@ class FashionMNISTDataModule(L.LightningDataModule):
         if device is not None:
             for split in self.splits.values():
                 split.to(device)
+
+    @property
+    def split_settings(self) -> tuple[Any, ...]:
+        """What decides the splits' contents: two data modules with equal settings hold the
+        same splits (``share_splits``)."""
+        return (str(self.data_dir), self.system_dirs, self.seed, self.val_size, self.num_folds,
+                self.fold, self.train_subset, self.classes)
+
+    def share_splits(self, other: FashionMNISTDataModule) -> None:
+        """Hold ``other``'s splits (set up, with equal ``split_settings``), read-only: the
+        members of a fused group load and normalise them once."""
+        if other.split_settings != self.split_settings or not other.splits:
+            raise ValueError("share_splits needs a set-up data module of the same splits")
+        self.splits = dict(other.splits)
+        self.train_indices, self.val_indices = other.train_indices, other.val_indices
+        self.mean, self.std = other.mean, other.std
+        self.require_sizes(len(self.splits["train"]), len(self.splits["val"]))
 
     def check_sizes(self) -> None:
         """Refuse, before any data is loaded, a batch larger than the training split and a

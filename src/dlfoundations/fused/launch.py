@@ -39,7 +39,10 @@ def train_group(members: list[Member]) -> None:
     outputs. A signal ends the sweep (``RunInterrupted`` goes up)."""
     from dlfoundations.fused.group import FusedGroup  # torch: only once a sweep launches
 
-    built = [member for member in members if build_member(member)]
+    built: list[Member] = []
+    for member in members:
+        if build_member(member, built):
+            built.append(member)
     if not built:
         return
     try:

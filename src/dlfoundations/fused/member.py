@@ -82,14 +82,20 @@ class Member:
     best_state: dict[str, torch.Tensor] | None = None
     #: ``resume=true``: the state its ``last.ckpt`` holds (``FusedGroup.fused_state``)
     resume_from: dict[str, Any] | None = None
+    #: Hydra's copy of the job's config, while it is the one set (``active``)
+    hydra_config: Any = None
     #: ``take_folder``'s answer: "claimed" (a new folder), "resumed", or None (not its own)
     owner: str | None = None
 
     @contextmanager
     def active(self, log: bool = True) -> Iterator[None]:
         """Hydra's config is this job's and (with ``log``) its log file receives the lines,
-        as in a job of the default launcher."""
-        HydraConfig.instance().set_config(self.sweep_config)
+        as in a job of the default launcher (Hydra's copy of the job's config made once, kept
+        while no other config was set)."""
+        hydra = HydraConfig.instance()
+        if self.hydra_config is None or hydra.cfg is not self.hydra_config:
+            hydra.set_config(self.sweep_config)
+            self.hydra_config = hydra.cfg
         root = logging.getLogger()
         if log:
             root.addHandler(self.log)
@@ -181,10 +187,11 @@ def open_member(position: int, sweep_config: DictConfig) -> Member:
     return Member(position, sweep_config, cfg, run_dir, log)
 
 
-def build_member(member: Member) -> bool:
-    """Claim the member's folder and build its run as the job alone would; False where it
-    was refused (``failed`` in its folder, one sentence) or had finished before (resume).
-    Its log file keeps its lines until the group is built (``Member.log.open``)."""
+def build_member(member: Member, built: list[Member]) -> bool:
+    """Claim the member's folder and build its run as the job alone would (its data splits
+    shared with a member ``built`` before whose splits are the same); False where it was
+    refused (``failed`` in its folder, one sentence) or had finished before (resume). Its log
+    file keeps its lines until the group is built (``Member.log.open``)."""
     try:
         with member.active(log=False):  # the log file opens once the member is built
             member.run_dir.mkdir(parents=True, exist_ok=True)  # as Hydra's run_job does
@@ -204,7 +211,14 @@ def build_member(member: Member) -> bool:
             if member.run.model.scheduler is not None:
                 member.scheduler = member.run.model.scheduler(member.optimizer)
             member.hyperparameters()  # refuses options no rule computes
-            member.run.datamodule.setup("fit")
+            data = member.run.datamodule
+            same = [other.run.datamodule for other in built if getattr(
+                other.run.datamodule, "split_settings", None) == getattr(
+                    data, "split_settings", ())]
+            if same:
+                data.share_splits(same[0])
+            else:
+                data.setup("fit")
             if member.owner == "resumed":
                 from dlfoundations.fused.resume import restore  # it checks a Member's state
 
