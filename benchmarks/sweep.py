@@ -5,17 +5,19 @@ another (Hydra's default launcher, with torch's own thread count and with one th
 by side (``hydra/launcher=side_by_side``; with ``--jobs-per-gpu``, once per number of jobs per
 GPU) and fused (``hydra/launcher=fused``: the 6 jobs of each batch size as one stacked model;
 its groups one after another, and side by side on one worker per core), the modes taking
-turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep: wall time, the per-job
-fixed cost (a job's wall time minus its training epochs, ``train/epoch_s``; so it holds
-set-up, the validation passes, the test and the writes) and training samples per second over
-the whole sweep.
+turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep: wall time; start-up
+(from the command's start to its first job's claim on its folder: imports, Hydra, the plan);
+time in training steps (the epochs' ``train/epoch_s``, counted once per fused group, whose
+members share them); fixed cost per job (wall time less start-up and training, over the jobs:
+set-up, validation, test and writes; for side by side, training counted once per worker);
+and training samples per second over the whole sweep. Operators and host time per fused
+step: ``benchmarks/fused_step.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,20 +43,24 @@ MODES = {"sequential": (), "sequential_1_thread": ("threads=1",),
 
 
 def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> dict[str, Any]:
-    """Run one sweep; its wall time, per-job fixed cost and samples per second."""
-    started = time.perf_counter()
+    """Run one sweep; its wall time, start-up, training, fixed cost and samples per second."""
+    started, wall_clock = time.perf_counter(), time.time()
     subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *sweep,
                     *launcher, f"hydra.sweep.dir={folder}", "hydra.sweep.subdir=${hydra.job.num}"],
                    cwd=ROOT, check=True, capture_output=True)
     wall = time.perf_counter() - started
     jobs = find_jobs(folder)
-    training = [sum(value for _, value in job.curves.get("train/epoch_s", [])) for job in jobs]
-    fixed = [job.metrics["wall_time_s"] - seconds
-             for job, seconds in zip(jobs, training, strict=True)]
+    startup = min((job.path / ".claim").stat().st_mtime for job in jobs) - wall_clock
+    epochs = [tuple(value for _, value in job.curves.get("train/epoch_s", [])) for job in jobs]
+    fused = "hydra/launcher=fused" in launcher
+    training = sum(sum(seconds) for seconds in (set(epochs) if fused else epochs))
+    workers = 2 if "side_by_side" in " ".join(launcher) or "n_jobs=null" in " ".join(launcher) \
+        else 1
     samples = sum(job.metrics["global_step"] * job.metrics["global_batch_size"] for job in jobs)
-    return {"wall_s": round(wall, 1), "jobs": len(jobs), "training_s": round(sum(training), 1),
-            "fixed_cost_s_median": round(statistics.median(fixed), 2),
-            "fixed_cost_s_max": round(max(fixed), 2), "samples_per_s": round(samples / wall)}
+    return {"wall_s": round(wall, 1), "jobs": len(jobs), "startup_s": round(startup, 1),
+            "training_s": round(training, 1),
+            "fixed_cost_per_job_s": round((wall - startup - training / workers) / len(jobs), 2),
+            "samples_per_s": round(samples / wall)}
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from dlfoundations.fused.member import Member
 from dlfoundations.fused.rules import RULES, StackedOptimizer
 from dlfoundations.fused.split import StackedSplit, batches
 from dlfoundations.fused.stacked import StackedNetwork
+from dlfoundations.fused.step import train_step
 from dlfoundations.fused.testing import test_together
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.status import Status
@@ -100,7 +101,6 @@ class FusedGroup:
     def train_epoch(self) -> None:
         """The epoch's steps from ``batches_done`` on (a resumed group skips those done)."""
         split, trainer = self.splits["train"], self.cfg.trainer
-        members = len(self.members)
         orders = torch.stack([EpochRandomSampler(range(len(split)),
                                                  member.run.datamodule.seed + self.epoch)
                               .order() for member in self.members[:1 if self.one_order else None]]
@@ -113,18 +113,10 @@ class FusedGroup:
                 self.log_each({"train/lr": member.lr} for member in self.members)
             x, y = split.batch(orders[:, index * self.batch_size:(index + 1) * self.batch_size],
                                self.dtype)
-            logits = self.network(x)
-            losses = F.cross_entropy(logits.flatten(0, 1), y.expand(members, -1).flatten(),
-                                     reduction="none").view(members, -1).mean(dim=1)
-            self.optimizer.zero_grad()
-            losses.sum().backward()
-            self.optimizer.step()
-            with torch.no_grad():
-                correct = (logits.argmax(dim=2) == y).sum(dim=1)
-                self.sums += torch.stack((losses * y.shape[1], correct.to(self.dtype)), dim=1)
+            losses = train_step(self.network, self.optimizer, x, y, self.sums)
             self.seen += y.shape[1]
             if (self.global_step + 1) % trainer.log_every_n_steps == 0:
-                self.log_each({"train/loss": loss} for loss in losses.detach().tolist())
+                self.log_each({"train/loss": loss} for loss in losses.tolist())
             self.global_step += 1
             self.check_finite(losses)
             self.batches_done = index + 1

@@ -23,7 +23,8 @@ from dlfoundations.fused.rules import Layout
 # Each member's parameters are views of one row of a flat tensor, and so are their gradients,
 # by design (one optimizer step for all); autograd adds into them in place and warns once
 # that their strides are not those of a tensor of their own.
-warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+warnings.filterwarnings("ignore",
+                        message="grad and param do not obey the gradient layout contract")
 
 #: layers that act on each value alone, or on each channel alone: the same for every member
 SHARED_LAYERS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU,

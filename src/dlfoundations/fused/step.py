@@ -1,0 +1,31 @@
+"""One training step of every member of a fused group at once: the members' logits from the
+stacked network, each member's mean cross-entropy l_k = -(1/B) sum_i log softmax(o_ki)_(y_ki),
+the gradients of sum_k l_k (member k's parameters get exactly dl_k/dw_k), one update of every
+rule, and each member's sums of the epoch's loss and correct predictions. It dispatches the
+same operators whatever the number of members (dropout apart: a mask per member, from its own
+generator), and waits for no result on the host (the loop reads the losses after it)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dlfoundations.fused.rules import StackedOptimizer
+from dlfoundations.fused.stacked import StackedNetwork
+
+
+def train_step(network: StackedNetwork, optimizer: StackedOptimizer, x: torch.Tensor,
+               y: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
+    """One step on batch ``x`` (K or 1, B, ...) with labels ``y`` (K or 1, B); adds each
+    member's loss sum and correct count to ``sums`` (K, 2); returns the losses (K,)."""
+    members = network.flat.shape[0]
+    logits = network(x)
+    losses = F.cross_entropy(logits.flatten(0, 1), y.expand(members, -1).flatten(),
+                             reduction="none").view(members, -1).mean(dim=1)
+    optimizer.zero_grad()
+    losses.sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        correct = (logits.argmax(dim=2) == y).sum(dim=1)
+        sums += torch.stack((losses * y.shape[1], correct.to(sums.dtype)), dim=1)
+    return losses.detach()
