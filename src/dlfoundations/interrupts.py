@@ -54,6 +54,15 @@ class InterruptHandler:
         self._previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS}
         return True
 
+    def reclaim(self) -> None:
+        """Handle SIGTERM here again where another handler took it over meanwhile: Lightning's
+        signal connector, set at the start of ``fit``, ends a run that receives SIGTERM with a
+        ``SystemExit`` at its next step, before ``last.ckpt`` or the run's status is written
+        (under submitit, a job that then leaves no result); Lightning puts ours back at the
+        end of ``fit``."""
+        if self.installed and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handle)
+
     def uninstall(self) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)

@@ -72,6 +72,9 @@ class GracefulInterrupt(L.Callback):
                      exception: BaseException) -> None:
         self._uninstall()
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        INTERRUPTS.reclaim()  # SIGTERM: ours, not Lightning's SystemExit at the next step
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         INTERRUPTS.enter_steps()
 
