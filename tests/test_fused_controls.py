@@ -6,16 +6,18 @@ proves honoured (every member equal to its solo run, files, curves and all)."""
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError
 from dlfoundations.fused.controls import check_fusable
@@ -47,11 +49,6 @@ def other_values(value: Any) -> list[Any]:
     return ["x", 1]
 
 
-def text(value: Any) -> str:
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) \
-        else str(value)
-
-
 def options(target: str) -> dict[str, Any]:
     """The constructor arguments of a config's ``_target_`` class, with their defaults."""
     signature = inspect.signature(get_class(target).__init__)
@@ -60,26 +57,36 @@ def options(target: str) -> dict[str, Any]:
                                                  param.KEYWORD_ONLY)}
 
 
-def controls() -> Iterator[str]:
-    """An override per (key, other value): every Trainer argument and every option of each
+def controls() -> Iterator[tuple[str, Any]]:
+    """A (key, other value) per value of every Trainer argument and of every option of each
     callback (the default ones and the histograms) and logger (TensorBoard, CSV)."""
     config = OmegaConf.to_container(compose_train("callbacks=histograms",
                                                   "logger=[tensorboard,csv]"), resolve=False)
     given = config["trainer"]
     for key, default in options("lightning.pytorch.Trainer").items():
         for value in other_values(given.get(key, default)):
-            yield f"++trainer.{key}={text(value)}"
+            yield f"trainer.{key}", value
     for group in ("callbacks", "logger"):
         for name, node in config[group].items():
             for key, default in options(node["_target_"]).items():
                 for value in other_values(node.get(key, default)):
-                    yield f"++{group}.{name}.{key}={text(value)}"
-    yield "callbacks=none"
+                    yield f"{group}.{name}.{key}", value
 
 
-def refusal(override: str) -> str | None:
-    """The sentence ``check_fusable`` refuses the job with, or None where it is computed."""
-    cfg = compose_train(override, hydra=True)
+@cache
+def default_config() -> DictConfig:
+    return compose_train(hydra=True)
+
+
+def refusal(*overrides: str, key: str | None = None, value: Any = None) -> str | None:
+    """The sentence ``check_fusable`` refuses the job with, or None where it is computed: the
+    config of ``overrides``, or the default config with ``key`` set to ``value`` (as
+    ``++key=value`` sets it)."""
+    if key is None:
+        cfg = compose_train(*overrides, hydra=True)
+    else:
+        cfg = copy.deepcopy(default_config())
+        OmegaConf.update(cfg, key, value, force_add=True)
     HydraConfig.instance().set_config(cfg)
     try:
         check_fusable(cfg)
@@ -90,17 +97,17 @@ def refusal(override: str) -> str | None:
 
 def test_every_control_is_honoured_or_refused_in_one_sentence() -> None:
     accepted, walked = set(), 0
-    for override in controls():
+    for key, value in controls():
         walked += 1
-        sentence = refusal(override)
-        key = override.lstrip("+").split("=")[0]
+        sentence = refusal(key=key, value=value)
         if sentence is None:
             accepted.add(key)
             continue
-        assert "hydra/launcher=fused" in sentence and "\n" not in sentence, override
-        assert ".".join(key.split(".")[:2]) in sentence, (override, sentence)  # its node
+        assert "hydra/launcher=fused" in sentence and "\n" not in sentence, (key, value)
+        assert ".".join(key.split(".")[:2]) in sentence, (key, value, sentence)  # its node
     assert walked > 200, walked  # Lightning's ~50 Trainer arguments, the callbacks' options
     assert accepted <= HONOURED_KEYS, accepted - HONOURED_KEYS
+    assert "callbacks.model_checkpoint is required" in refusal("callbacks=none")
     for override in HONOURED:
         assert refusal(override) is None, override
 

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.slow  # subprocesses, services or many runs
 
 SEED = int(os.environ.get("FUZZ_SEED", "0"))
 CASES = int(os.environ.get("FUZZ_CASES", "25"))
+#: fused-state cases (each resumes a sweep of two members): ``FUZZ_FUSED_CASES``, default 15
+FUSED_CASES = int(os.environ.get("FUZZ_FUSED_CASES", "15"))
 #: the exit statuses a case may end with: completed, bad input, not completed
 ALLOWED = (0, 2, 3)
 #: stands for "the key is removed"
@@ -250,7 +252,7 @@ def test_a_fused_state_with_any_piece_replaced_is_resumed_or_refused(
     user_files = snapshot(fused_workspace["outside"])
     statuses: dict[int, int] = {}
     refused = 0
-    for case in range(CASES):
+    for case in range(FUSED_CASES):
         path = generator.choice(fields)
         node: Any = originals["0"]["fused"]
         for key in path:
@@ -277,5 +279,5 @@ def test_a_fused_state_with_any_piece_replaced_is_resumed_or_refused(
                 refused += 1
         assert snapshot(fused_workspace["outside"]) == user_files, what
         assert sorted(p.name for p in root.iterdir()) == ["outside", "pristine", "sweep"], what
-    print(f"{CASES} fused-state cases (seed {SEED}): exit statuses "
+    print(f"{FUSED_CASES} fused-state cases (seed {SEED}): exit statuses "
           f"{dict(sorted(statuses.items()))}, {refused} members refused")
