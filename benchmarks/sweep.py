@@ -1,4 +1,4 @@
-"""Sweep benchmark: `python benchmarks/sweep.py [--quick] [--repeats N] [--jobs-per-gpu 1 4 8]`.
+"""Sweep benchmark: `python benchmarks/sweep.py [--quick | --mlp32] [--repeats N] [--modes ...]`.
 
 The README's 18-job sweep (6 optimizers x 3 batch sizes, softmax, 10 epochs) run one job after
 another (Hydra's default launcher, with torch's own thread count and with one thread), side
@@ -10,8 +10,9 @@ turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep: wall time;
 time in training steps (the epochs' ``train/epoch_s``, counted once per fused group, whose
 members share them); fixed cost per job (wall time less start-up and training, over the jobs:
 set-up, validation, test and writes; for side by side, training counted once per worker);
-and training samples per second over the whole sweep. Operators and host time per fused
-step: ``benchmarks/fused_step.py``.
+and training samples per second over the whole sweep. ``--mlp32``: 32 MLPs of 32 learning
+rates, 3 epochs, instead (one fused group). Operators and host time per fused step:
+``benchmarks/fused_step.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SWEEP = ("model=softmax", "optim=sgd,momentum,adagrad,rmsprop,adadelta,adam",
          "data.batch_size=64,256,1024", "trainer.max_epochs=10")
+#: 32 MLPs that differ only in their learning rate (log-spaced from 1e-3 to 1e-1), 3 epochs
+MLP32 = ("model=mlp", "optim=sgd", "trainer.max_epochs=3",
+         "optim.lr=" + ",".join(f"{10 ** (-3 + 2 * k / 31):.4g}" for k in range(32)))
 QUICK = ("model=softmax", "optim=sgd,adam", "data.batch_size=256,1024", "trainer.max_epochs=1",
          "trainer.limit_train_batches=20", "trainer.limit_val_batches=2",
          "trainer.limit_test_batches=2")
@@ -66,6 +70,8 @@ def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 jobs of 20 steps")
+    parser.add_argument("--mlp32", action="store_true",
+                        help="32 MLPs of 32 learning rates, 3 epochs, instead of the README's")
     parser.add_argument("--repeats", type=int, default=1, help="sweeps per mode, taking turns")
     parser.add_argument("--jobs-per-gpu", type=int, nargs="*", default=[],
                         help="side-by-side modes with this many jobs per GPU")
@@ -81,7 +87,8 @@ def main() -> None:
         for repeat in range(args.repeats):
             for mode, launcher in modes.items():
                 folder = Path(scratch) / f"{mode}-{repeat}"
-                results[mode].append(measure(QUICK if args.quick else SWEEP, launcher, folder))
+                sweep = QUICK if args.quick else MLP32 if args.mlp32 else SWEEP
+                results[mode].append(measure(sweep, launcher, folder))
                 print(mode, results[mode][-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
