@@ -49,7 +49,8 @@ class OperatorCount(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def group(net: str, members: int, optimizers: list, batch: int = 64
+def group(net: str, members: int, optimizers: list, batch: int = 64,
+          dtype: torch.dtype = torch.float32
           ) -> tuple[StackedNetwork, StackedOptimizer, torch.Tensor, torch.Tensor]:
     """A stacked network of ``members`` networks, its optimizer (one per member, cycling
     through ``optimizers``, sorted by rule as a group sorts them), one shared batch."""
@@ -57,12 +58,13 @@ def group(net: str, members: int, optimizers: list, batch: int = 64
     chosen = sorted((optimizers[k % len(optimizers)]([torch.zeros(1, requires_grad=True)])
                      for k in range(members)), key=lambda o: list(RULES).index(type(o)))
     network = StackedNetwork(built, [torch.Generator().manual_seed(k) for k in range(members)],
-                             torch.device("cpu"), torch.float32)
+                             torch.device("cpu"), dtype)
     optimizer = StackedOptimizer(network.flat, network.grad, network.layout,
                                  network.decay_mask, [RULES[type(o)] for o in chosen],
                                  [hyperparameters(o) for o in chosen])
     network.train()
-    return network, optimizer, torch.rand(1, batch, 1, 28, 28), torch.randint(10, (1, batch))
+    return (network, optimizer, torch.rand(1, batch, 1, 28, 28, dtype=dtype),
+            torch.randint(10, (1, batch)))
 
 
 def measure(net: str, members: int, optimizers: list, steps: int) -> dict[str, float]:

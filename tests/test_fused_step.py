@@ -1,7 +1,8 @@
 """The fused step's cost on the host: the operators one step dispatches do not grow with the
 number of members (dropout apart: one mask per member, each from its own generator), and grow
 by one rule's sequence per optimizer rule in the group. Counted as torch dispatches them; no
-time is asserted (``benchmarks/fused_step.py`` measures it)."""
+time is asserted (``benchmarks/fused_step.py`` measures it). The step is ready for a CUDA
+graph: compiled whole, it gives the same numbers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from benchmarks.fused_step import SIX, OperatorCount, group
-from dlfoundations.fused.step import train_step
+from dlfoundations.fused.step import member_losses, train_step
 
 
 def operators(net: str, members: int, optimizers: list) -> int:
@@ -31,3 +32,38 @@ def test_each_rule_adds_one_sequence_and_each_dropout_mask_a_few_operators() -> 
     assert one_rule < five_rules < one_rule + 4 * 20  # SGD and momentum share a rule
     per_member = (operators("mlp", 32, SIX[-1:]) - operators("mlp", 6, SIX[-1:])) / 26
     assert per_member == 3  # a mask drawn from the member's generator: empty, bernoulli, div
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(("net", "optimizers"), [("softmax", SIX), ("mlp", SIX[-1:])],
+                         ids=["softmax, six optimizers", "mlp with dropout, adam"])
+def test_the_step_compiles_as_whole_graphs_with_the_same_numbers(
+        backend: str, net: str, optimizers: list) -> None:
+    """The forward pass and the update each compiled with ``fullgraph=True`` (no host sync,
+    no Python branch on a value, which would break the graph): float64 numbers equal to the
+    step run eagerly, and no recompilation once every rule has its state, as the step count
+    and a rate (a schedule's change) move: what a CUDA graph needs."""
+    torch.manual_seed(0)
+    eager = group(net, 6, optimizers, batch=8, dtype=torch.float64)
+    torch.manual_seed(0)
+    network, optimizer, _, _ = group(net, 6, optimizers, batch=8, dtype=torch.float64)
+    losses_of = torch.compile(member_losses, fullgraph=True, backend=backend)
+    optimizer.step = torch.compile(optimizer.step, fullgraph=True, backend=backend)
+    sums = [torch.zeros(6, 2, dtype=torch.float64) for _ in range(2)]
+    try:
+        for step in range(5):
+            if step == 2:  # every rule has its state: nothing may change the graphs now
+                torch.compiler.set_stance("fail_on_recompile")
+            if step == 3:
+                eager[1].set_lr(0, 0.02)
+                optimizer.set_lr(0, 0.02)
+            x = torch.rand(1, 8, 1, 28, 28, dtype=torch.float64)
+            y = torch.randint(10, (1, 8))
+            expected = train_step(eager[0], eager[1], x, y, sums[0])
+            compiled = train_step(network, optimizer, x, y, sums[1], losses_of)
+            torch.testing.assert_close(compiled, expected, rtol=1e-12, atol=1e-12)
+    finally:
+        torch.compiler.set_stance("default")
+    torch.testing.assert_close(network.flat, eager[0].flat, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sums[1], sums[0], rtol=1e-12, atol=1e-12)
+    assert optimizer.member_state(0)["step"] == 5

@@ -6,9 +6,11 @@ rule updates all its members and all their parameters with one sequence of opera
 step costs the same operators whatever the number of members and parameters: one sequence
 per rule. Each hyperparameter is one value per member, a tensor (n, 1) kept in float64 (as
 torch computes its optimizers' scalars in Python doubles), cast to the parameters' dtype once
-per change (``constants``), and where it depends on the step count computed per step in
-float64. The formulas are those of ``torch.optim`` (and of ``dlfoundations.scratch_optimizers``
-for the notes' momentum), in its operations' order; g = dL/dw + lambda * w with lambda = 0 for
+per change (``constants``, in place), and where it depends on the step count t computed per
+step in float64 from t itself kept as a tensor: a step reads no value back to the host and
+branches on none, so it can be compiled as one graph or captured in a CUDA graph. The
+formulas are those of ``torch.optim`` (and of ``dlfoundations.scratch_optimizers`` for the
+notes' momentum), in its operations' order; g = dL/dw + lambda * w with lambda = 0 for
 biases (weight decay on weights only), except AdamW's decoupled decay, w <- w (1 - eta lambda).
 """
 
@@ -30,7 +32,7 @@ State = dict[str, torch.Tensor]
 
 
 def sgd(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
-        step: int) -> None:
+        step: torch.Tensor) -> None:
     """b <- g (first step), then b <- mu b + (1 - dampening) g; w <- w - eta b (mu = 0: w <-
     w - eta g), as ``torch.optim.SGD``."""
     if "momentum_buffer" not in state:
@@ -41,7 +43,7 @@ def sgd(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
 
 
 def notes_momentum(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
-                   step: int) -> None:
+                   step: torch.Tensor) -> None:
     """v <- gamma v + eta g, w <- w - v (``scratch_optimizers.Momentum``)."""
     v = state.setdefault("v", torch.zeros_like(p))
     v.mul_(c["momentum"]).add_(c["lr"] * g)
@@ -49,7 +51,7 @@ def notes_momentum(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants,
 
 
 def adagrad(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
-            step: int) -> None:
+            step: torch.Tensor) -> None:
     """s <- s + g^2, w <- w - eta_t g / (sqrt(s) + eps), eta_t = eta / (1 + (t - 1) lr_decay)."""
     s = state.setdefault("sum", torch.zeros_like(p))
     s.addcmul_(g, g)
@@ -58,7 +60,7 @@ def adagrad(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyp
 
 
 def rmsprop(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
-            step: int) -> None:
+            step: torch.Tensor) -> None:
     """s <- gamma s + (1 - gamma) g^2, w <- w - eta g / (sqrt(s) + eps); gamma is ``alpha``."""
     s = state.setdefault("square_avg", torch.zeros_like(p))
     s.mul_(c["alpha"]).add_(c["rest"] * (g * g))
@@ -66,7 +68,7 @@ def rmsprop(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyp
 
 
 def adadelta(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
-             step: int) -> None:
+             step: torch.Tensor) -> None:
     """s <- rho s + (1 - rho) g^2, g' = sqrt(delta + eps) / sqrt(s + eps) g, w <- w - eta g',
     delta <- rho delta + (1 - rho) g'^2."""
     s = state.setdefault("square_avg", torch.zeros_like(p))
@@ -78,7 +80,7 @@ def adadelta(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hy
 
 
 def adam(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
-         step: int) -> None:
+         step: torch.Tensor) -> None:
     """v <- beta1 v + (1 - beta1) g, s <- beta2 s + (1 - beta2) g^2,
     w <- w - eta v / (1 - beta1^t) / (sqrt(s / (1 - beta2^t)) + eps)."""
     v = state.setdefault("exp_avg", torch.zeros_like(p))
@@ -90,13 +92,13 @@ def adam(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
 
 
 def adamw(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
-          step: int) -> None:
+          step: torch.Tensor) -> None:
     """w <- w (1 - eta lambda), then Adam on dL/dw (``torch.optim.AdamW``)."""
     p.mul_(c["keep"])
     adam(p, g, state, c, h, step)
 
 
-Rule = Callable[[torch.Tensor, torch.Tensor, State, Constants, Hyper, int], None]
+Rule = Callable[[torch.Tensor, torch.Tensor, State, Constants, Hyper, torch.Tensor], None]
 
 
 def constants(rule: Rule, h: Hyper, decay_mask: torch.Tensor, dtype: torch.dtype) -> Constants:
@@ -241,12 +243,13 @@ class StackedOptimizer:
     """Every member's optimizer over the flat parameters (K, P) and their gradients (K, P):
     members sorted by rule, each rule applied once to its members' rows. ``set_lr`` changes
     one member's rate (its schedule); the step count t is shared (the members step
-    together)."""
+    together), a float64 tensor counted in place (``steps``), so that a compiled or captured
+    step reads the count of the step it runs."""
 
     def __init__(self, flat: torch.Tensor, grad: torch.Tensor, layout: Layout,
                  decay_mask: torch.Tensor, rules: list[Rule], values: list[dict[str, float]]):
         self.flat, self.grad, self.layout, self.decay_mask = flat, grad, layout, decay_mask
-        self.step_count = 0
+        self.steps = torch.zeros((), dtype=torch.float64, device=flat.device)
         self.groups: list[RuleGroup] = []
         for member, (rule, member_values) in enumerate(zip(rules, values, strict=True)):
             if not self.groups or self.groups[-1].rule is not rule:
@@ -259,12 +262,18 @@ class StackedOptimizer:
             self.prepare(group)
 
     def prepare(self, group: RuleGroup) -> None:
-        """The group's hyperparameters as float64 (n, 1) tensors and its constants."""
-        group.hyper = {key: torch.tensor(values, dtype=torch.float64,
-                                         device=self.flat.device).view(-1, 1)
-                       for key, values in group.values.items()}
-        group.constants = constants(group.rule, group.hyper, self.decay_mask.double(),
-                                    self.flat.dtype)
+        """The group's hyperparameters as float64 (n, 1) tensors and its constants; when they
+        change, written into the same tensors (a captured step reads them where they are)."""
+        hyper = {key: torch.tensor(values, dtype=torch.float64,
+                                   device=self.flat.device).view(-1, 1)
+                 for key, values in group.values.items()}
+        cast = constants(group.rule, hyper, self.decay_mask.double(), self.flat.dtype)
+        if not group.hyper:
+            group.hyper, group.constants = hyper, cast
+            return
+        for old, new in ((group.hyper, hyper), (group.constants, cast)):
+            for key, value in new.items():
+                old[key].copy_(value)
 
     def set_lr(self, member: int, lr: float) -> None:
         for group in self.groups:
@@ -278,17 +287,17 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self) -> None:
-        self.step_count += 1
+        self.steps.add_(1)
         for group in self.groups:
             p = self.flat[group.start:group.stop]
             g = self.grad[group.start:group.stop]
             g = g + group.constants["decay"] * p
-            group.rule(p, g, group.state, group.constants, group.hyper, self.step_count)
+            group.rule(p, g, group.state, group.constants, group.hyper, self.steps)
 
     def load_members(self, states: list[dict[str, Any]]) -> None:
         """Every member's state as ``member_state`` saved it (each piece checked before, by
         ``fused.resume``); the members stepped together."""
-        self.step_count = states[0]["step"]
+        self.steps.fill_(states[0]["step"])
         for group in self.groups:
             saved = [states[member]["state"] for member in range(group.start, group.stop)]
             for key in saved[0][0] if saved[0] else ():
@@ -303,7 +312,7 @@ class StackedOptimizer:
                 offset = member - group.start
                 pieces = {key: self.layout.pieces(value[offset])
                           for key, value in group.state.items()}
-                return {"step": self.step_count,
+                return {"step": int(self.steps.item()),
                         "state": [{key: piece[index].clone() for key, piece in pieces.items()}
                                   for index in range(len(self.layout.shapes))]}
         raise IndexError(member)

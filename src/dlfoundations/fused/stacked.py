@@ -5,7 +5,8 @@ matrix product, o_k = x_k W_k^T + b_k; a Conv2d layer's into one grouped convolu
 (``groups=K``) over the members' channels side by side. Activations and pooling act on every
 member alike. Dropout draws each member's mask from the member's own generator, the numbers
 its run alone draws from torch's global one: m = bernoulli(1 - p) / (1 - p), as ``F.dropout``
-draws them on the CPU.
+draws them on the CPU; drawn before the forward pass (``dropout_masks``), so that the pass
+itself is one graph for ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -68,6 +69,22 @@ def kind_of(module: nn.Module) -> str:
                     "with another launcher, e.g. hydra/launcher=side_by_side.")
 
 
+def mask_widths(layers: list[Layer]) -> list[int]:
+    """The width of each dropout layer's mask: the features of the Linear layer before it."""
+    widths, width = [], None
+    for layer in layers:
+        if layer.kind == "linear":
+            width = layer.module.out_features
+        elif layer.kind != "shared":
+            width = None
+        if any(layer.dropout):
+            if width is None:
+                raise UserError("hydra/launcher=fused stacks dropout after a Linear layer only; "
+                                "run this sweep with another launcher.")
+            widths.append(width)
+    return widths
+
+
 class StackedNetwork(nn.Module):
     """The members' networks as one. Every member's parameters lie side by side in one row of
     ``flat`` (K, P), their gradients in ``grad`` (K, P), so that the optimizer updates all of
@@ -104,8 +121,16 @@ class StackedNetwork(nn.Module):
                                      for shape in self.layout.shapes]).view(1, -1).to(
                                          device, dtype)
         self.generators = generators
+        #: the features each dropout layer masks (the width of the Linear layer before it)
+        self.mask_widths = mask_widths(self.layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        """The members' outputs; in training, ``masks`` are the dropout masks of this batch
+        (``dropout_masks``; drawn here when not given)."""
+        if masks is None:
+            masks = self.dropout_masks(x.shape[1])
+        masks_left = iter(masks)
         params = iter(self.params)
         members, batch = self.flat.shape[0], x.shape[1]
         shared = x.shape[0] == 1 and members > 1  # until the first layer with parameters
@@ -137,20 +162,27 @@ class StackedNetwork(nn.Module):
             else:
                 x = layer.module(x)
             if self.training and any(layer.dropout):
-                x = x * self.dropout_masks(x, layer.dropout)
+                x = x * next(masks_left)
         return x
 
-    def dropout_masks(self, x: torch.Tensor, rates: list[float]) -> torch.Tensor:
-        """Each member's mask, m = bernoulli(1 - p) / (1 - p), drawn from its generator (ones
-        for a member without dropout here)."""
+    def dropout_masks(self, batch: int) -> list[torch.Tensor]:
+        """In training, a mask (K, batch, width) per dropout layer, in the order of the layers:
+        member k's m = bernoulli(1 - p_k) / (1 - p_k), drawn from its generator (ones for a
+        member without dropout there); none in evaluation."""
+        if not self.training:
+            return []
         masks = []
-        for rate, generator, values in zip(rates, self.generators, x, strict=True):
-            if rate > 0:
-                mask = torch.empty_like(values).bernoulli_(1 - rate, generator=generator)
-                masks.append(mask.div_(1 - rate))
-            else:
-                masks.append(torch.ones_like(values))
-        return torch.stack(masks)
+        dropouts = [layer.dropout for layer in self.layers if any(layer.dropout)]
+        for rates, width in zip(dropouts, self.mask_widths, strict=True):
+            members = []
+            for rate, generator in zip(rates, self.generators, strict=True):
+                mask = self.flat.new_empty(batch, width)
+                if rate > 0:
+                    members.append(mask.bernoulli_(1 - rate, generator=generator).div_(1 - rate))
+                else:
+                    members.append(mask.fill_(1))
+            masks.append(torch.stack(members))
+        return masks
 
     def member_state(self, network: nn.Module, member: int) -> dict[str, torch.Tensor]:
         """Member ``member``'s weights as a state dict of ``network`` (its own network)."""

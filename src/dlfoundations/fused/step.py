@@ -3,9 +3,14 @@ stacked network, each member's mean cross-entropy l_k = -(1/B) sum_i log softmax
 the gradients of sum_k l_k (member k's parameters get exactly dl_k/dw_k), one update of every
 rule, and each member's sums of the epoch's loss and correct predictions. It dispatches the
 same operators whatever the number of members (dropout apart: a mask per member, from its own
-generator), and waits for no result on the host (the loop reads the losses after it)."""
+generator), and waits for no result on the host (the loop reads the losses after it). Its
+forward pass (the dropout masks drawn before it) and its update are each one graph for
+``torch.compile(fullgraph=True)``, of static shapes (the epoch's partial last batch apart):
+what a CUDA graph needs."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -13,15 +18,28 @@ import torch.nn.functional as F
 from dlfoundations.fused.rules import StackedOptimizer
 from dlfoundations.fused.stacked import StackedNetwork
 
+LossesOf = Callable[[StackedNetwork, torch.Tensor, torch.Tensor, list[torch.Tensor]],
+                    tuple[torch.Tensor, torch.Tensor]]
 
-def train_step(network: StackedNetwork, optimizer: StackedOptimizer, x: torch.Tensor,
-               y: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
-    """One step on batch ``x`` (K or 1, B, ...) with labels ``y`` (K or 1, B); adds each
-    member's loss sum and correct count to ``sums`` (K, 2); returns the losses (K,)."""
+
+def member_losses(network: StackedNetwork, x: torch.Tensor, y: torch.Tensor,
+                  masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The members' logits (K, B, classes) on batch ``x`` (K or 1, B, ...) with labels ``y``
+    (K or 1, B) and dropout ``masks``, and each member's mean cross-entropy (K,)."""
     members = network.flat.shape[0]
-    logits = network(x)
+    logits = network(x, masks)
     losses = F.cross_entropy(logits.flatten(0, 1), y.expand(members, -1).flatten(),
                              reduction="none").view(members, -1).mean(dim=1)
+    return logits, losses
+
+
+def train_step(network: StackedNetwork, optimizer: StackedOptimizer, x: torch.Tensor,
+               y: torch.Tensor, sums: torch.Tensor, losses_of: LossesOf = member_losses
+               ) -> torch.Tensor:
+    """One step on batch ``x`` (K or 1, B, ...) with labels ``y`` (K or 1, B); adds each
+    member's loss sum and correct count to ``sums`` (K, 2); returns the losses (K,).
+    ``losses_of`` computes the forward pass (``member_losses``, or a compiled form of it)."""
+    logits, losses = losses_of(network, x, y, network.dropout_masks(x.shape[1]))
     optimizer.zero_grad()
     losses.sum().backward()
     optimizer.step()
