@@ -6,6 +6,9 @@ the same with the six optimizers of the README's sweep in one group (SGD, moment
 RMSProp, AdaDelta, Adam: five rules). Operators are counted as torch dispatches them
 (``TorchDispatchMode``); host time is the median wall time of a step over ``--steps`` steps
 after warm-up, on synthetic images (the data a step reads is a tensor either way).
+``--device cuda``: also the time per step once the device has finished (``--steps`` steps,
+then a synchronisation), run eagerly and replayed from the step captured in a CUDA graph
+(the dropout generators registered with the graph).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -50,46 +54,89 @@ class OperatorCount(TorchDispatchMode):
 
 
 def group(net: str, members: int, optimizers: list, batch: int = 64,
-          dtype: torch.dtype = torch.float32
+          dtype: torch.dtype = torch.float32, device: str = "cpu"
           ) -> tuple[StackedNetwork, StackedOptimizer, torch.Tensor, torch.Tensor]:
     """A stacked network of ``members`` networks, its optimizer (one per member, cycling
     through ``optimizers``, sorted by rule as a group sorts them), one shared batch."""
     built = [networks.build(NETS[net], num_inputs=784, num_outputs=10) for _ in range(members)]
     chosen = sorted((optimizers[k % len(optimizers)]([torch.zeros(1, requires_grad=True)])
                      for k in range(members)), key=lambda o: list(RULES).index(type(o)))
-    network = StackedNetwork(built, [torch.Generator().manual_seed(k) for k in range(members)],
-                             torch.device("cpu"), dtype)
+    generators = [torch.Generator(device).manual_seed(k) for k in range(members)]
+    network = StackedNetwork(built, generators, torch.device(device), dtype)
     optimizer = StackedOptimizer(network.flat, network.grad, network.layout,
                                  network.decay_mask, [RULES[type(o)] for o in chosen],
                                  [hyperparameters(o) for o in chosen])
     network.train()
-    return (network, optimizer, torch.rand(1, batch, 1, 28, 28, dtype=dtype),
-            torch.randint(10, (1, batch)))
+    return (network, optimizer, torch.rand(1, batch, 1, 28, 28, dtype=dtype, device=device),
+            torch.randint(10, (1, batch), device=device))
 
 
-def measure(net: str, members: int, optimizers: list, steps: int) -> dict[str, float]:
-    network, optimizer, x, y = group(net, members, optimizers)
-    sums = torch.zeros(members, 2)
-    for _ in range(3):  # warm-up; the rules' state exists from the first step
-        train_step(network, optimizer, x, y, sums)
-    with OperatorCount() as count:
-        train_step(network, optimizer, x, y, sums)
+def captured(step: Callable[[], torch.Tensor], generators: list[torch.Generator]
+             ) -> Callable[[], None]:
+    """``step`` captured in a CUDA graph, after three steps on a side stream (which give every
+    rule its state); the replay runs it again on the same input tensors."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    for generator in generators:
+        graph.register_generator_state(generator)
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
+def timed(step: Callable[[], object], steps: int, device: str) -> dict[str, float]:
+    """The median host time of one call of ``step``, and (on a GPU) the time per step of
+    ``steps`` calls until the device has finished them."""
     seconds = []
     for _ in range(steps):
         started = time.perf_counter()
-        train_step(network, optimizer, x, y, sums)
+        step()
         seconds.append(time.perf_counter() - started)
-    return {"operators": sum(count.counts.values()),
-            "ms_per_step": round(statistics.median(seconds) * 1000, 3),
-            "ms_per_member_step": round(statistics.median(seconds) * 1000 / members, 4)}
+    result = {"ms_per_step": round(statistics.median(seconds) * 1000, 3)}
+    if device == "cuda":
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+        result["device_ms_per_step"] = round((time.perf_counter() - started) * 1000 / steps, 4)
+    return result
+
+
+def measure(net: str, members: int, optimizers: list, steps: int, device: str
+            ) -> dict[str, float]:
+    network, optimizer, x, y = group(net, members, optimizers, device=device)
+    sums = torch.zeros(members, 2, device=device)
+
+    def step() -> torch.Tensor:
+        return train_step(network, optimizer, x, y, sums)
+
+    for _ in range(3):  # warm-up; the rules' state exists from the first step
+        step()
+    with OperatorCount() as count:
+        step()
+    result = {"operators": sum(count.counts.values()), **timed(step, steps, device)}
+    result["ms_per_member_step"] = round(result["ms_per_step"] / members, 4)
+    if device == "cuda":
+        generators = network.generators if network.mask_widths else []
+        graphed = timed(captured(step, generators), steps, device)
+        result |= {f"graph_{key}": value for key, value in graphed.items()}
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_fused_step.json")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    if args.device == "cpu":
+        torch.set_num_threads(1)
     results = {}
     for net in NETS:
         for members in (1, 6, 32):
@@ -97,7 +144,7 @@ def main() -> None:
                 if name == "six optimizers" and members == 1:
                     continue
                 key = f"{net}, K={members}, {name}"
-                results[key] = measure(net, members, optimizers, args.steps)
+                results[key] = measure(net, members, optimizers, args.steps, args.device)
                 print(key, results[key], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

@@ -58,8 +58,9 @@ def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> 
     epochs = [tuple(value for _, value in job.curves.get("train/epoch_s", [])) for job in jobs]
     fused = "hydra/launcher=fused" in launcher
     training = sum(sum(seconds) for seconds in (set(epochs) if fused else epochs))
-    workers = 2 if "side_by_side" in " ".join(launcher) or "n_jobs=null" in " ".join(launcher) \
-        else 1
+    per_gpu = [part.split("=")[1] for part in launcher if "jobs_per_gpu=" in part]
+    workers = int(per_gpu[0]) if per_gpu else 2 if "side_by_side" in " ".join(launcher) or \
+        "n_jobs=null" in " ".join(launcher) else 1
     samples = sum(job.metrics["global_step"] * job.metrics["global_batch_size"] for job in jobs)
     return {"wall_s": round(wall, 1), "jobs": len(jobs), "startup_s": round(startup, 1),
             "training_s": round(training, 1),
