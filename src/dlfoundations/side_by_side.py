@@ -182,11 +182,11 @@ class Workers:
 
 def sweep_configs(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
                   ) -> list[DictConfig]:
-    """Each job's composed config, numbered as Hydra numbers jobs."""
+    """Each job's composed config (as the sweeper's check composed it), numbered as Hydra
+    numbers jobs."""
     configs = []
     for offset, overrides in enumerate(job_overrides):
-        sweep_config = launcher.hydra_context.config_loader.load_sweep_config(
-            launcher.config, list(overrides))
+        sweep_config = launcher.composed.take(launcher.config, list(overrides))
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{initial_job_idx + offset}"
             sweep_config.hydra.job.num = initial_job_idx + offset

@@ -10,6 +10,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from hydra_plugins.dlfoundations_side_by_side.composed import ComposedConfigs, composed_configs
+
 
 class SideBySideLauncher(Launcher):
     """Runs a sweep's jobs side by side in worker processes on this machine.
@@ -24,10 +26,12 @@ class SideBySideLauncher(Launcher):
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
+        self.composed: ComposedConfigs | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
+        self.composed = composed_configs(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
                ) -> Sequence[JobReturn]:
