@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dlfoundations.fused.grouping import fused_groups, plan_line
+from dlfoundations.fused.grouping import fused_groups, plan_line, split_groups
 from tests.conftest import ROOT, snapshot, start_script, wait_for
 from tests.fused_runs import (
     fused_sweep,
@@ -107,10 +107,11 @@ def test_the_plan_groups_jobs_by_the_shape_of_their_work(tmp_path: Path,
 
 @pytest.mark.slow
 def test_groups_run_side_by_side_on_workers(tmp_path: Path, raw_paths: dict) -> None:
-    """``hydra.launcher.n_jobs=2``: the two groups train at once in the side-by-side
-    launcher's workers, each job a whole run with its progress line."""
+    """``hydra.launcher.n_jobs=2``: one group of four, split in two on the CPU so that each
+    worker has one, trains in the side-by-side launcher's workers at once, each job a whole
+    run with its progress line."""
     outcome = run_in_process("train.py", "-m", "hydra/launcher=fused", "hydra.launcher.n_jobs=2",
-                             "model=softmax,mlp", "optim=sgd,adam", *SMALL,
+                             "model=softmax", "optim=sgd,adam,momentum,adagrad", *SMALL,
                              f"hydra.sweep.dir={tmp_path}")
     assert outcome.status == 0, outcome.output[-3000:]
     assert "4 jobs in 2 fused groups of 2, 2 at a time" in outcome.output
@@ -132,6 +133,13 @@ def test_groups_follow_the_keys_that_fix_the_shape() -> None:
     assert groups == [[0, 1, 2, 3], [4], [5]]
     assert plan_line(groups) == "6 jobs in 3 fused groups of 4, 1, 1"
     assert plan_line([[0, 1], [2, 3]]) == "4 jobs in 2 fused groups of 2"
+
+
+def test_groups_are_split_until_every_worker_has_one() -> None:
+    assert split_groups([[0, 1, 2, 3, 4]], 2) == [[0, 1, 2], [3, 4]]
+    assert split_groups([[0, 1, 2, 3], [4]], 3) == [[0, 1], [2, 3], [4]]
+    assert split_groups([[0, 1], [2, 3]], 2) == [[0, 1], [2, 3]]
+    assert split_groups([[0], [1]], 4) == [[0], [1]]
 
 
 @pytest.mark.parametrize(("override", "sentence"), [

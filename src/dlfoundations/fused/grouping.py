@@ -41,6 +41,20 @@ def fused_groups(configs: Sequence[DictConfig]) -> list[list[int]]:
     return list(groups.values())
 
 
+def split_groups(groups: list[list[int]], workers: int) -> list[list[int]]:
+    """Groups split in halves, the largest first, until each of ``workers`` has one (or no
+    group has two jobs): on a CPU, where a step is arithmetic, a process per core computes
+    more than threads in one process (32 MLPs on a 2-core CPU: a member-step takes 4.3 ms on
+    one thread, 3.2 ms on two; two processes of one thread each do two every 4.3 ms)."""
+    groups = [list(group) for group in groups]
+    while len(groups) < workers and max(len(group) for group in groups) > 1:
+        largest = max(range(len(groups)), key=lambda index: len(groups[index]))
+        group = groups[largest]
+        groups[largest:largest + 1] = [group[:(len(group) + 1) // 2],
+                                       group[(len(group) + 1) // 2:]]
+    return groups
+
+
 def plan_line(groups: list[list[int]]) -> str:
     """E.g. ``18 jobs in 3 fused groups of 6`` or ``7 jobs in 2 fused groups of 4, 3``."""
     jobs = sum(len(group) for group in groups)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError, refused
 from dlfoundations.fused.controls import check_folder_name, check_fusable
-from dlfoundations.fused.grouping import fused_groups, plan_line
+from dlfoundations.fused.grouping import fused_groups, plan_line, split_groups
 from dlfoundations.fused.member import Member, build_member, job_folder, open_member
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.run import console
@@ -109,9 +109,12 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
                                 "hydra.sweep.subdir=${hydra.job.num}.")
             folders[run_dir] = position
         groups = fused_groups(configs)
+        gpus = visible_gpus()
         slots = None if launcher.n_jobs == 1 else plan_slots(
             launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"),
-            len(os.sched_getaffinity(0)), visible_gpus())
+            len(os.sched_getaffinity(0)), gpus)
+        if slots is not None and not gpus:  # on a GPU, more members per step cost nothing
+            groups = split_groups(groups, len(slots))
     except UserError as err:
         raise refused(err) from err
     command = COMMAND.get()
