@@ -210,6 +210,34 @@ def test_ctrl_c_then_resume_ends_as_an_uninterrupted_fused_sweep(tmp_path: Path,
             scalar_steps(tmp_path / "never" / job)["val/acc"]
 
 
+@pytest.mark.slow
+def test_members_saved_at_different_points_resume_each_from_its_own(tmp_path: Path,
+                                                                    raw_paths: dict) -> None:
+    """Interrupted with ``hydra.launcher.n_jobs=2`` (the group split across two workers, each
+    stopping at its own step), resumed with ``n_jobs=1`` (one group): each member trains on
+    from where it stood and ends with the numbers of a fused sweep never interrupted (float64:
+    the workers' one thread and the groups' sizes change float32 sums)."""
+    long = (*LONG, "trainer.precision=64-true")
+    sweep_dir = tmp_path / "sweep"
+    sweep = start_script("train.py", "-m", "hydra/launcher=fused", "hydra.launcher.n_jobs=2",
+                         *long, f"hydra.sweep.dir={sweep_dir}", log=tmp_path / "sweep.log")
+    wait_for(lambda: all((sweep_dir / job / "checkpoints" / "last.ckpt").exists()
+                         for job in ("0", "1")), "the first epoch", sweep)
+    sweep.send_signal(signal.SIGINT)
+    assert sweep.wait(timeout=120) == 3, (tmp_path / "sweep.log").read_text()[-3000:]
+    assert "2 jobs in 2 fused groups of 1" in (tmp_path / "sweep.log").read_text()
+    resumed = run_in_process("train.py", "-m", "hydra/launcher=fused", *long, "resume=true",
+                             f"hydra.sweep.dir={sweep_dir}")
+    assert resumed.status == 0, resumed.output[-3000:]
+    never = run_in_process("train.py", "-m", "hydra/launcher=fused", *long,
+                           f"hydra.sweep.dir={tmp_path / 'never'}")
+    assert never.status == 0, never.output[-3000:]
+    for job in ("0", "1"):
+        metrics, expected = metrics_of(sweep_dir / job), metrics_of(tmp_path / "never" / job)
+        for key in COMPARED:
+            assert metrics[key] == pytest.approx(expected[key], rel=0, abs=1e-9), (job, key)
+
+
 def damage(fused: dict, piece: str) -> str:
     """Replace one piece of a member's fused state; the word its refusal names."""
     if piece == "generator":

@@ -232,11 +232,11 @@ class FusedGroup:
 
     def resume(self) -> None:
         """Continue where every member's ``last.ckpt`` says the group stood (each member's
-        state checked by ``fused.resume.restore``; together by ``check_together``)."""
-        from dlfoundations.fused.resume import check_together
-
-        self.epoch, self.batches_done, self.global_step = check_together(self.members)
+        state checked by ``fused.resume.restore``; the members saved at one point, as
+        ``launch.saved_together`` puts them)."""
         states = [member.resume_from for member in self.members]
+        self.epoch, self.batches_done = states[0]["epoch"], states[0]["batches_done"]
+        self.global_step = states[0]["global_step"]
         self.optimizer.load_members([state["optimizer"] for state in states])
         for k, state in enumerate(states):
             self.sums[k] = torch.tensor(state["sums"], dtype=self.dtype)

@@ -43,25 +43,37 @@ def train_group(members: list[Member]) -> None:
     for member in members:
         if build_member(member, built):
             built.append(member)
-    if not built:
-        return
-    try:
-        group = FusedGroup(built)
-    except UserError as err:  # e.g. a layer that cannot be stacked: every member says so
-        for member in built:
-            member.fail(err)
-        return
-    for member in built:
-        member.log.open()
-    try:
-        group.fit()
-    except (UserError, OSError) as err:  # bad input or a full disk: its jobs fail, the sweep
-        group.fail_all(err)                # goes on, as in a multirun
-    except RunInterrupted:
-        raise
-    except Exception as err:  # a bug: each job says so, then its traceback (exit status 1)
-        group.fail_all(err)
-        raise
+    for together in saved_together(built):
+        try:
+            group = FusedGroup(together)
+        except UserError as err:  # e.g. a layer that cannot be stacked: every member says so
+            for member in together:
+                member.fail(err)
+            continue
+        for member in together:
+            member.log.open()
+        try:
+            group.fit()
+        except (UserError, OSError) as err:  # bad input or a full disk: its jobs fail, the
+            group.fail_all(err)                # sweep goes on, as in a multirun
+        except RunInterrupted:
+            raise
+        except Exception as err:  # a bug: each job says so, then its traceback (exit 1)
+            group.fail_all(err)
+            raise
+
+
+def saved_together(members: list[Member]) -> list[list[Member]]:
+    """The members by the point (epoch, batches done, step) their ``last.ckpt`` holds, in
+    order; those that start afresh together. A resumed sweep's members saved at different
+    points (in groups split otherwise, e.g. by another ``hydra.launcher.n_jobs``) each train
+    on from where they stood, one set after another."""
+    points: dict[tuple[int, int, int] | None, list[Member]] = {}
+    for member in members:
+        state = member.resume_from
+        point = (state["epoch"], state["batches_done"], state["global_step"]) if state else None
+        points.setdefault(point, []).append(member)
+    return list(points.values())
 
 
 def run_group(hydra_context: Any, task_function: Any,

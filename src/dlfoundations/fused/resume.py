@@ -8,7 +8,7 @@ must agree with each other and with the member's config: the step where the grou
 state and the rate it gives, the history's epochs, the epoch's sums, the optimizer's tensors
 (the keys its rule keeps, each of its parameter's shape, finite, the squares at least 0).
 A bad piece refuses the member in one sentence naming the file, before anything is loaded
-or written; the group then checks that its members stand at one step (``check_together``).
+or written; members saved at one point train on together (``launch.saved_together``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dlfoundations.run.checkpoints import check_matches, read_checkpoint
 if TYPE_CHECKING:
     from dlfoundations.fused.member import Member
 
+
 def cannot_resume(path: Path, why: str) -> UserError:
     return UserError(f"resume=true is not allowed here: {path} cannot be resumed ({why}).")
 
@@ -40,7 +41,7 @@ def restore(member: Member) -> None:
     never a path the file names."""
     path = member.run_dir / "checkpoints" / "last.ckpt"
     if not path.is_file() or path.is_symlink():
-        return  # stopped before its first checkpoint: the group decides (check_together)
+        return  # stopped before its first checkpoint: it starts afresh
     key = "resume"
     checkpoint = read_checkpoint(path, key)
     state = checkpoint["fused"]  # there: take_folder checked (check_same_launcher)
@@ -191,22 +192,3 @@ def check_optimizer(member: Member, saved: Any, global_step: int) -> None:
                 raise CheckpointStateError(f"{where}: {key} sums squares but holds a negative "
                                            "value")
 
-
-def check_together(members: list[Member]) -> tuple[int, int, int]:
-    """The step where every member of the group stood when saved (epoch, batches done, global
-    step): one for all, or the group is refused naming two files that disagree."""
-    where: dict[tuple[int, int, int] | None, Path] = {}
-    for member in members:
-        state = member.resume_from
-        point = (state["epoch"], state["batches_done"], state["global_step"]) if state else None
-        where.setdefault(point, member.run_dir / "checkpoints" / "last.ckpt")
-    if len(where) != 1 or None in where:
-        (one, first), (other, second) = list(where.items())[:2]
-        def said(point: tuple[int, int, int] | None, path: Path) -> str:
-            return (f"{path} at step {point[2]}" if point else
-                    f"{path.parent.parent} with no last.ckpt")
-        raise UserError(
-            "resume=true is not allowed here: the members of this fused group were not saved "
-            f"together ({said(one, first)}, {said(other, second)}); start the sweep again in "
-            "a new folder.")
-    return next(iter(where))  # type: ignore[return-value]
