@@ -131,7 +131,7 @@ def test_groups_follow_the_keys_that_fix_the_shape() -> None:
                cfg(model__net__hidden=[128])]
     groups = fused_groups(configs)
     assert groups == [[0, 1, 2, 3], [4], [5]]
-    assert plan_line(groups) == "6 jobs in 3 fused groups of 4, 1, 1"
+    assert plan_line(groups) == "6 jobs in 3 fused groups of 4, 1 and 1"
     assert plan_line([[0, 1], [2, 3]]) == "4 jobs in 2 fused groups of 2"
 
 

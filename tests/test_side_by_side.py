@@ -15,6 +15,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.run.train import physical_device
 from dlfoundations.side_by_side import Slot, plan_slots
 from tests.conftest import run_script, start_script, wait_for
+from tests.in_process import run_in_process
 
 COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_step", "lr")
 SMALL = ("model=mlp", "threads=1", "trainer.max_epochs=2", "trainer.limit_train_batches=10",
@@ -149,3 +150,17 @@ def test_a_dead_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Path,
              if not line.startswith("|") and ("optim=sgd" in line or "worker process" in line)]
     assert len(lines) == 1, lines  # one progress line for the lost job, with its reason
     assert "optim=sgd: failed (its worker process ended with signal SIGKILL);" in lines[0]
+
+
+def test_two_jobs_given_one_folder_are_refused_before_any_runs(tmp_path: Path,
+                                                              raw_paths: dict) -> None:
+    """``hydra.sweep.subdir=${optim._target_}`` with ``optim=sgd,sgd``: one sentence naming
+    both jobs and the folder, exit 2, nothing trained (found by a hostile try: one job trained,
+    the other failed on its claim, which one by timing, exit 0)."""
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=side_by_side", "optim=sgd,sgd",
+                             *SMALL, "hydra.sweep.subdir=${optim._target_}",
+                             f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert outcome.status == 2, outcome.output[-3000:]
+    assert "gives jobs 0 and 1 one folder" in outcome.output
+    assert "Traceback" not in outcome.output
+    assert not list((tmp_path / "sweep").glob("*/metrics.json"))

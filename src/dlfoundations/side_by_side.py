@@ -194,6 +194,28 @@ def sweep_configs(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
     return configs
 
 
+def sweep_job_folder(sweep_config: DictConfig) -> Path:
+    """The job's folder, as Hydra names it: ``hydra.sweep.dir`` / ``hydra.sweep.subdir``
+    (resolved with the job's own Hydra config, ``${hydra.job.num}`` and the like)."""
+    HydraConfig.instance().set_config(sweep_config)
+    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+
+
+def distinct_job_folders(configs: Sequence[DictConfig]) -> list[Path]:
+    """Each job's folder (absolute); two jobs given one folder are refused, naming both, before
+    any job runs (one of them would find the other's claim and fail, which one by timing)."""
+    folders: dict[Path, int] = {}
+    for position, sweep_config in enumerate(configs):
+        run_dir = sweep_job_folder(sweep_config).absolute()
+        if run_dir in folders:
+            raise UserError(f"hydra.sweep.subdir={sweep_config.hydra.sweep.subdir!r} is not "
+                            f"allowed: it gives jobs {folders[run_dir]} and {position} one "
+                            f"folder, {run_dir}; give each job its own, e.g. "
+                            "hydra.sweep.subdir=${hydra.job.num}.")
+        folders[run_dir] = position
+    return list(folders)
+
+
 def lost_job(sweep_config: DictConfig, exitcode: int | None) -> tuple[JobReturn, str]:
     """The return of a job whose worker died, and why: ``failed`` in its ``metrics.json``
     (where the job had claimed its folder); the sweep goes on."""
@@ -228,6 +250,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         configs = sweep_configs(launcher, job_overrides, initial_job_idx)
         for sweep_config in configs:
             check_one_process(sweep_config)
+        distinct_job_folders(configs)
+        HydraConfig.instance().set_config(config)  # the sweep's again, as the workers get it
     except UserError as err:
         raise refused(err) from err
     command = COMMAND.get()

@@ -42,10 +42,11 @@ def fused_groups(configs: Sequence[DictConfig]) -> list[list[int]]:
 
 
 def split_groups(groups: list[list[int]], workers: int) -> list[list[int]]:
-    """Groups split in halves, the largest first, until each of ``workers`` has one (or no
-    group has two jobs): on a CPU, where a step is arithmetic, a process per core computes
-    more than threads in one process (32 MLPs on a 2-core CPU: a member-step takes 4.3 ms on
-    one thread, 3.2 ms on two; two processes of one thread each do two every 4.3 ms)."""
+    """Groups split in halves, the largest first, until there are ``workers`` of them (the
+    launcher passes at most one per core) or no group has two jobs: on a CPU, where a step is
+    arithmetic, a process per core computes more than threads in one process (32 MLPs on a
+    2-core CPU: a member-step takes 4.3 ms on one thread, 3.2 ms on two; two processes of one
+    thread each do two every 4.3 ms)."""
     groups = [list(group) for group in groups]
     while len(groups) < workers and max(len(group) for group in groups) > 1:
         largest = max(range(len(groups)), key=lambda index: len(groups[index]))
@@ -56,9 +57,10 @@ def split_groups(groups: list[list[int]], workers: int) -> list[list[int]]:
 
 
 def plan_line(groups: list[list[int]]) -> str:
-    """E.g. ``18 jobs in 3 fused groups of 6`` or ``7 jobs in 2 fused groups of 4, 3``."""
+    """E.g. ``18 jobs in 3 fused groups of 6`` or ``7 jobs in 3 fused groups of 4, 2 and 1``
+    (the caller may add ``, 2 at a time``)."""
     jobs = sum(len(group) for group in groups)
-    sizes = sorted({len(group) for group in groups}, reverse=True)
+    sizes = [str(len(group)) for group in groups]
     noun = "group" if len(groups) == 1 else "groups"
-    of = ", ".join(str(len(group)) for group in groups) if len(sizes) > 1 else str(sizes[0])
+    of = sizes[0] if len(set(sizes)) == 1 else f"{', '.join(sizes[:-1])} and {sizes[-1]}"
     return f"{jobs} jobs in {len(groups)} fused {noun} of {of}"

@@ -16,11 +16,18 @@ from omegaconf import DictConfig, OmegaConf
 from dlfoundations.errors import UserError, refused
 from dlfoundations.fused.controls import check_folder_name, check_fusable
 from dlfoundations.fused.grouping import fused_groups, plan_line, split_groups
-from dlfoundations.fused.member import Member, build_member, job_folder, open_member
+from dlfoundations.fused.member import Member, build_member, open_member
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.run import console
 from dlfoundations.run.cli import COMMAND
-from dlfoundations.side_by_side import on_workers, plan_slots, sweep_configs, visible_gpus
+from dlfoundations.side_by_side import (
+    distinct_job_folders,
+    on_workers,
+    plan_slots,
+    sweep_configs,
+    sweep_job_folder,
+    visible_gpus,
+)
 
 
 def job_return(member: Member) -> JobReturn:
@@ -109,24 +116,17 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     configs = sweep_configs(launcher, job_overrides, initial_job_idx)
     try:
-        folders: dict[Path, int] = {}
-        for position, sweep_config in enumerate(configs):
+        for sweep_config in configs:
             check_fusable(sweep_config)
-            run_dir = job_folder(sweep_config).absolute()
-            check_folder_name(run_dir)
-            if run_dir in folders:
-                raise UserError(f"hydra.sweep.subdir={sweep_config.hydra.sweep.subdir!r} is not "
-                                f"allowed: it gives jobs {folders[run_dir]} and {position} one "
-                                f"folder, {run_dir}; give each job its own, e.g. "
-                                "hydra.sweep.subdir=${hydra.job.num}.")
-            folders[run_dir] = position
+            check_folder_name(sweep_job_folder(sweep_config).absolute())
+        distinct_job_folders(configs)
         groups = fused_groups(configs)
         gpus = visible_gpus()
         slots = None if launcher.n_jobs == 1 else plan_slots(
             launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"),
             len(os.sched_getaffinity(0)), gpus)
         if slots is not None and not gpus:  # on a GPU, more members per step cost nothing
-            groups = split_groups(groups, len(slots))
+            groups = split_groups(groups, min(len(slots), len(os.sched_getaffinity(0))))
     except UserError as err:
         raise refused(err) from err
     command = COMMAND.get()

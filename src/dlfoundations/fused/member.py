@@ -37,6 +37,7 @@ from dlfoundations.run.cli import (
     take_folder,
 )
 from dlfoundations.run.train import RunStart, best_epoch, finish_run, start_run
+from dlfoundations.side_by_side import sweep_job_folder
 from dlfoundations.status import Status
 
 if TYPE_CHECKING:
@@ -52,12 +53,6 @@ def dropout_generator(device: torch.device) -> torch.Generator:
         return own
     seed = int(torch.randint(2**62, (1,), generator=own))
     return torch.Generator(device=device).manual_seed(seed)
-
-
-def job_folder(sweep_config: DictConfig) -> Path:
-    """The job's folder, as Hydra names it: ``hydra.sweep.dir`` / ``hydra.sweep.subdir``."""
-    HydraConfig.instance().set_config(sweep_config)
-    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
 
 
 @dataclass
@@ -178,7 +173,7 @@ class Member:
 
 def open_member(position: int, sweep_config: DictConfig) -> Member:
     """The job at ``position`` of the sweep with its folder and log file (not yet claimed)."""
-    run_dir = job_folder(sweep_config)
+    run_dir = sweep_job_folder(sweep_config)
     with read_write(sweep_config.hydra.runtime):
         sweep_config.hydra.runtime.output_dir = str(run_dir.absolute())
     cfg = OmegaConf.masked_copy(sweep_config, [key for key in sweep_config if key != "hydra"])
