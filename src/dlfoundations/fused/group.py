@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from dlfoundations.data.resumable_loader import EpochRandomSampler
 from dlfoundations.fused.controls import precision_dtype
+from dlfoundations.fused.means import MemberMeans
 from dlfoundations.fused.member import Member
 from dlfoundations.fused.rules import RULES, StackedOptimizer
 from dlfoundations.fused.split import StackedSplit, batches
@@ -153,8 +154,7 @@ class FusedGroup:
     def evaluate(self, split: StackedSplit, limit: int | float | None) -> torch.Tensor:
         """Each member's mean loss and accuracy over ``split`` (K, 2), in order."""
         self.network.eval()
-        sums = torch.zeros(len(self.members), 2, dtype=torch.float64, device=self.device)
-        count = 0
+        means = MemberMeans(len(self.members), self.device)
         for index in range(batches(limit, len(split), self.batch_size)):
             stop = min(len(split), (index + 1) * self.batch_size)
             rows = torch.arange(index * self.batch_size, stop, device=self.device)
@@ -162,11 +162,9 @@ class FusedGroup:
             logits = self.network(x)
             loss = F.cross_entropy(logits.flatten(0, 1), y.expand(len(self.members), -1)
                                    .flatten(), reduction="none")
-            correct = (logits.argmax(dim=2) == y).sum(dim=1)
-            sums += torch.stack((loss.view(len(self.members), -1).sum(dim=1).double(),
-                                 correct.double()), dim=1)
-            count += len(rows)
-        return sums / max(count, 1)
+            means.update(loss.view(len(self.members), -1).mean(dim=1),
+                         (logits.argmax(dim=2) == y).sum(dim=1), len(rows))
+        return torch.stack((means.losses(), means.accuracies()), dim=1).double()
 
     def validate_and_save(self) -> None:
         """Each member's validation, its epoch in TensorBoard and its history, its

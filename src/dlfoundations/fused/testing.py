@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from dlfoundations.fused.means import MemberMeans
 from dlfoundations.fused.split import StackedSplit, batches
 from dlfoundations.fused.stacked import StackedNetwork
 
@@ -32,11 +33,10 @@ def test_together(network: StackedNetwork, split: StackedSplit, batch_size: int,
     """Every member's test (the network holding each member's weights to test)."""
     network.eval()
     members = network.flat.shape[0]
-    loss_sums = torch.zeros(members, dtype=torch.float64, device=network.flat.device)
+    means = MemberMeans(members, network.flat.device)
     confusion = torch.zeros(members, classes * classes, dtype=torch.int64,
                             device=network.flat.device)
     wrong: list[list[tuple[torch.Tensor, int, int]]] = [[] for _ in range(members)]
-    count = 0
     for index in range(batches(limit, len(split), batch_size)):
         stop = min(len(split), (index + 1) * batch_size)
         rows = torch.arange(index * batch_size, stop, device=network.flat.device)
@@ -44,8 +44,8 @@ def test_together(network: StackedNetwork, split: StackedSplit, batch_size: int,
         logits = network(x)
         y = y.expand(members, -1)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-        loss_sums += loss.view(members, -1).sum(dim=1).double()
         predicted = logits.argmax(dim=2)
+        means.update(loss.view(members, -1).mean(dim=1), (predicted == y).sum(dim=1), len(rows))
         confusion.scatter_add_(1, y * classes + predicted, torch.ones_like(y))
         for k in range(members):
             if len(wrong[k]) < num_images:
@@ -53,9 +53,7 @@ def test_together(network: StackedNetwork, split: StackedSplit, batch_size: int,
                 for i in misses[:num_images - len(wrong[k])].tolist():
                     image = x[0 if x.shape[0] == 1 else k, i, 0].float().cpu()
                     wrong[k].append((image, int(y[k, i]), int(predicted[k, i])))
-        count += len(rows)
     matrices = confusion.view(members, classes, classes).cpu()
-    correct = matrices.diagonal(dim1=1, dim2=2).sum(dim=1)
-    return [MemberTest({"test/loss": float(loss_sums[k]) / max(count, 1),
-                        "test/acc": float(correct[k]) / max(count, 1)}, matrices[k], wrong[k])
-            for k in range(members)]
+    losses, accuracies = means.losses().tolist(), means.accuracies().tolist()
+    return [MemberTest({"test/loss": losses[k], "test/acc": accuracies[k]}, matrices[k],
+                       wrong[k]) for k in range(members)]
