@@ -178,6 +178,20 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
             "best_epoch")
 
 
+def resumed_and_never_interrupted(sweep_dir: Path, tmp_path: Path, sweep: tuple[str, ...]
+                                  ) -> dict[str, tuple[dict, dict]]:
+    """The fused sweep in ``sweep_dir`` resumed, and run afresh never interrupted: each job's
+    metrics, resumed and fresh."""
+    resumed = run_in_process("train.py", "-m", "hydra/launcher=fused", *sweep, "resume=true",
+                             f"hydra.sweep.dir={sweep_dir}")
+    assert resumed.status == 0, resumed.output[-3000:]
+    never = run_in_process("train.py", "-m", "hydra/launcher=fused", *sweep,
+                           f"hydra.sweep.dir={tmp_path / 'never'}")
+    assert never.status == 0, never.output[-3000:]
+    return {job: (metrics_of(sweep_dir / job), metrics_of(tmp_path / "never" / job))
+            for job in ("0", "1")}
+
+
 @pytest.mark.slow
 def test_ctrl_c_then_resume_ends_as_an_uninterrupted_fused_sweep(tmp_path: Path,
                                                                  raw_paths: dict) -> None:
@@ -196,14 +210,8 @@ def test_ctrl_c_then_resume_ends_as_an_uninterrupted_fused_sweep(tmp_path: Path,
         assert metrics["status"] == "interrupted" and "SIGINT" in metrics["reason"], metrics
     assert (sweep_dir / "summary.md").exists()
 
-    resumed = run_in_process("train.py", "-m", "hydra/launcher=fused", *LONG, "resume=true",
-                             f"hydra.sweep.dir={sweep_dir}")
-    assert resumed.status == 0, resumed.output[-3000:]
-    never = run_in_process("train.py", "-m", "hydra/launcher=fused", *LONG,
-                           f"hydra.sweep.dir={tmp_path / 'never'}")
-    assert never.status == 0, never.output[-3000:]
-    for job in ("0", "1"):
-        metrics, expected = metrics_of(sweep_dir / job), metrics_of(tmp_path / "never" / job)
+    for job, (metrics, expected) in resumed_and_never_interrupted(sweep_dir, tmp_path,
+                                                                  LONG).items():
         assert metrics["status"] == "completed"
         assert {k: metrics[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
         assert scalar_steps(sweep_dir / job)["val/acc"] == \
@@ -226,14 +234,8 @@ def test_members_saved_at_different_points_resume_each_from_its_own(tmp_path: Pa
     sweep.send_signal(signal.SIGINT)
     assert sweep.wait(timeout=120) == 3, (tmp_path / "sweep.log").read_text()[-3000:]
     assert "2 jobs in 2 fused groups of 1" in (tmp_path / "sweep.log").read_text()
-    resumed = run_in_process("train.py", "-m", "hydra/launcher=fused", *long, "resume=true",
-                             f"hydra.sweep.dir={sweep_dir}")
-    assert resumed.status == 0, resumed.output[-3000:]
-    never = run_in_process("train.py", "-m", "hydra/launcher=fused", *long,
-                           f"hydra.sweep.dir={tmp_path / 'never'}")
-    assert never.status == 0, never.output[-3000:]
-    for job in ("0", "1"):
-        metrics, expected = metrics_of(sweep_dir / job), metrics_of(tmp_path / "never" / job)
+    for job, (metrics, expected) in resumed_and_never_interrupted(sweep_dir, tmp_path,
+                                                                  long).items():
         for key in COMPARED:
             assert metrics[key] == pytest.approx(expected[key], rel=0, abs=1e-9), (job, key)
 
