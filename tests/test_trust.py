@@ -514,16 +514,19 @@ def test_two_sweeps_started_together_into_one_folder(tmp_path: Path, raw_paths: 
     (("optim=sgd,nonexistent",), "Could not find 'optim/nonexistent'"),
 ])
 @pytest.mark.parametrize("folder_existed", [True, False])
+@pytest.mark.parametrize("resume", [(), ("resume=true",)], ids=["new", "resume=true"])
 def test_a_sweep_refused_before_any_job_leaves_its_folder_as_it_was(
-        refused_sweep: tuple[str, ...], sentence: str, folder_existed: bool, tmp_path: Path,
-        raw_paths: dict) -> None:
+        refused_sweep: tuple[str, ...], sentence: str, folder_existed: bool,
+        resume: tuple[str, ...], tmp_path: Path, raw_paths: dict) -> None:
     """Refused by the fused launcher, the side-by-side one, or Hydra's basic sweeper after
-    it wrote multirun.yaml: the claim and multirun.yaml go (and the folder, if the sweep
-    made it), so the corrected command runs into the same folder."""
+    it wrote multirun.yaml, a new sweep or a resumed one that never ran there (found by a
+    hostile try: its claim and multirun.yaml stayed and barred the folder): the claim and
+    multirun.yaml go (and the folder, if the sweep made it), so the corrected command runs
+    into the same folder."""
     sweep_dir = tmp_path / "sweep"
     if folder_existed:
         sweep_dir.mkdir()
-    result = run_in_process("train.py", "-m", "optim=sgd,adam", *refused_sweep,
+    result = run_in_process("train.py", "-m", "optim=sgd,adam", *refused_sweep, *resume,
                             f"hydra.sweep.dir={sweep_dir}")
     assert result.status == 2 and sentence in result.output, result.output[-2000:]
     assert "Traceback" not in result.output

@@ -86,8 +86,8 @@ def give_back_output(command: Command) -> None:
     was, whatever the launcher: the claim of a sweep folder it claimed anew and Hydra's
     ``multirun.yaml`` there are removed, and then the folders it created for it, while they
     are empty; so the corrected command can run into the same folder. Nothing is removed from
-    a folder that holds anything more, nor from a resumed sweep's or a search's folder (not
-    claimed anew), nor where another process claimed it."""
+    a folder that holds anything more, nor from the folder of a resumed sweep that held it
+    before or of a search (not claimed anew), nor where another process claimed it."""
     if command.output_dir is None or not command.claimed:
         return
     if folder.give_back(command.output_dir, "multirun.yaml") and command.made_dir is not None:

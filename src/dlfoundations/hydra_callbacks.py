@@ -46,13 +46,15 @@ def claim_sweep_dir(config: DictConfig, sweep_dir: Path) -> bool:
     """A sweep folder belongs to one sweep: a new sweep claims a new or empty folder, a
     resumed one (``resume=true``) takes back the folder of this very command once the sweep
     that held it has ended. A search's folder is its study's, shared by its sweepers.
-    Returns whether the folder was claimed anew (what a refused command gives back)."""
+    Returns whether the folder was claimed anew (what a refused command gives back): a
+    resumed sweep's too where no sweep held the folder before."""
     if config.get("search") is not None:
         return False
     if config.get("resume") is True:
         check_sweep_matches(config, sweep_dir)
+        held = (sweep_dir / folder.CLAIM_FILE).exists()
         folder.retake(sweep_dir, "hydra.sweep.dir")
-        return False
+        return not held
     folder.claim(sweep_dir, "hydra.sweep.dir")
     return True
 
