@@ -121,12 +121,11 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             check_folder_name(sweep_job_folder(sweep_config).absolute())
         distinct_job_folders(configs)
         groups = fused_groups(configs)
-        gpus = visible_gpus()
+        gpus, cores = visible_gpus(), len(os.sched_getaffinity(0))
         slots = None if launcher.n_jobs == 1 else plan_slots(
-            launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"),
-            len(os.sched_getaffinity(0)), gpus)
+            launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"), cores, gpus)
         if slots is not None and not gpus:  # on a GPU, more members per step cost nothing
-            groups = split_groups(groups, min(len(slots), len(os.sched_getaffinity(0))))
+            groups = split_groups(groups, min(len(slots), cores))
     except UserError as err:
         raise refused(err) from err
     command = COMMAND.get()
