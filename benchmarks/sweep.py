@@ -1,10 +1,11 @@
 """Sweep benchmark: `python benchmarks/sweep.py [--quick | --mlp32] [--repeats N] [--modes ...]`.
 
 The README's 18-job sweep (6 optimizers x 3 batch sizes, softmax, 10 epochs) run one job after
-another (Hydra's default launcher, with torch's own thread count and with one thread), side
+another (Hydra's own launcher, with torch's own thread count and with one thread), side
 by side (``hydra/launcher=side_by_side``; with ``--jobs-per-gpu``, once per number of jobs per
 GPU) and fused (``hydra/launcher=fused``: the 6 jobs of each batch size as one stacked model;
-its groups one after another, and side by side on one worker per core), the modes taking
+its groups one after another, and side by side on one worker per core) and with the
+multirun's default (``hydra/launcher=auto``, which fuses these jobs), the modes taking
 turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep: wall time; start-up
 (from the command's start to its first job's claim on its folder: imports, Hydra, the plan);
 time in training steps (the epochs' ``train/epoch_s``, counted once per fused group, whose
@@ -39,11 +40,14 @@ QUICK = ("model=softmax", "optim=sgd,adam", "data.batch_size=256,1024", "trainer
          "trainer.limit_train_batches=20", "trainer.limit_val_batches=2",
          "trainer.limit_test_batches=2")
 
-#: the launchers compared: one job after another with torch's own thread count (all cores)
-#: and with one thread (what a side-by-side job gets on a machine with as many cores as jobs)
-MODES = {"sequential": (), "sequential_1_thread": ("threads=1",),
+#: the launchers compared: one job after another (Hydra's own launcher) with torch's own thread
+#: count (all cores) and with one thread (what a side-by-side job gets on a machine with as
+#: many cores as jobs); the multirun's default (``hydra/launcher=auto``: fused where exact)
+MODES = {"sequential": ("hydra/launcher=basic",),
+         "sequential_1_thread": ("hydra/launcher=basic", "threads=1"),
          "side_by_side": ("hydra/launcher=side_by_side",), "fused": ("hydra/launcher=fused",),
-         "fused_side_by_side": ("hydra/launcher=fused", "hydra.launcher.n_jobs=null")}
+         "fused_side_by_side": ("hydra/launcher=fused", "hydra.launcher.n_jobs=null"),
+         "default": ()}
 
 
 def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> dict[str, Any]:
@@ -56,7 +60,7 @@ def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> 
     jobs = find_jobs(folder)
     startup = min((job.path / ".claim").stat().st_mtime for job in jobs) - wall_clock
     epochs = [tuple(value for _, value in job.curves.get("train/epoch_s", [])) for job in jobs]
-    fused = "hydra/launcher=fused" in launcher
+    fused = "hydra/launcher=fused" in launcher or not launcher  # the default fuses these sweeps
     training = sum(sum(seconds) for seconds in (set(epochs) if fused else epochs))
     per_gpu = [part.split("=")[1] for part in launcher if "jobs_per_gpu=" in part]
     workers = int(per_gpu[0]) if per_gpu else 2 if "side_by_side" in " ".join(launcher) or \

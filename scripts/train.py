@@ -11,7 +11,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from dlfoundations.app import run_app  # noqa: E402
 from dlfoundations.run.cli import run_job  # noqa: E402
-from dlfoundations.run.console import in_multirun, say  # noqa: E402
+from dlfoundations.run.console import say_outcome  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -19,10 +19,7 @@ def main(cfg: DictConfig) -> float:
     from dlfoundations.run.train import train  # torch and Lightning: not needed for --help
 
     metrics = run_job(train, cfg)
-    finals = [f"{key} {value:.4g}" for key, value in sorted(metrics.items())
-              if key.startswith(("test/", "val/"))]
-    say(f"{metrics['status']}: {'  '.join(finals)}  run folder {cfg.paths.output_dir}",
-        console=not in_multirun())
+    say_outcome(metrics, cfg.paths.output_dir)
     return metrics.get(cfg.monitor.metric, float("nan"))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -34,21 +35,29 @@ def files_of(run_dir: Path) -> set[str]:
             for path in run_dir.rglob("*") if path.is_file()}
 
 
+def log_lines(run_dir: Path) -> list[str]:
+    """The lines of the run's ``train.log``, their times, numbers and folder left out."""
+    return [re.sub(r"[0-9.e+-]+", "N", line.split("] ", 1)[1].replace(str(run_dir), "RUN"))
+            for line in (run_dir / "train.log").read_text().splitlines()]
+
+
 def scalar_steps(run_dir: Path) -> dict[str, list[int]]:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
     return {tag: [event.step for event in events.Scalars(tag)]
             for tag in events.Tags()["scalars"]}
 
 
-def test_a_fused_sweep_leaves_what_the_default_launcher_leaves(tmp_path: Path,
-                                                               raw_paths: dict) -> None:
-    """The same sweep through both launchers: the same job folders and files, the same
+def test_a_fused_sweep_leaves_what_hydras_own_launcher_leaves(tmp_path: Path,
+                                                              raw_paths: dict) -> None:
+    """The same sweep fused and one job after another (``hydra/launcher=basic``): the same job
+    folders and files, the same
     metrics.json keys and statuses, the same TensorBoard tags at the same steps (with the
     HParams session and test images), the same summary table's rows; scripts/eval.py reads a
     member's best checkpoint."""
     sweep = ("model=mlp", *SMALL, "optim=sgd,adam", "trainer.log_every_n_steps=2")
     fused = fused_sweep(tmp_path / "fused", *sweep)
-    outcome = run_in_process("train.py", "-m", *sweep, f"hydra.sweep.dir={tmp_path / 'basic'}",
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=basic", *sweep,
+                             f"hydra.sweep.dir={tmp_path / 'basic'}",
                              "hydra.sweep.subdir=${hydra.job.num}")
     assert outcome.status == 0, outcome.output[-3000:]
     basic = jobs(tmp_path / "basic")
@@ -58,6 +67,7 @@ def test_a_fused_sweep_leaves_what_the_default_launcher_leaves(tmp_path: Path,
         member, single = metrics_of(fused[name]), metrics_of(basic[name])
         assert member.keys() == single.keys() and member["status"] == "completed"
         assert scalar_steps(fused[name]) == scalar_steps(basic[name])
+        assert log_lines(fused[name]) == log_lines(basic[name])
         events = EventAccumulator(str(fused[name])).Reload()
         assert events.Tags()["images"] == ["~final/confusion_matrix", "~final/misclassified"]
         assert "hparams" in str(events.PluginTagToContent("hparams"))
@@ -371,7 +381,7 @@ def test_a_bug_inside_a_fused_sweep_is_exit_1_with_its_traceback(
 
 def test_a_fused_sweep_resumed_by_another_launcher_is_refused_touching_nothing(
         tmp_path: Path, raw_paths: dict) -> None:
-    """resume=true with the default launcher on a fused sweep's folders: each job refused in
+    """resume=true with Hydra's own launcher on a fused sweep's folders: each job refused in
     one sentence naming hydra/launcher=fused, every member's files as they were."""
     sweep = ("model=softmax", *SMALL, "optim=sgd,adam", "hydra.sweep.subdir=${hydra.job.num}",
              f"hydra.sweep.dir={tmp_path}")
@@ -379,8 +389,8 @@ def test_a_fused_sweep_resumed_by_another_launcher_is_refused_touching_nothing(
     for job in ("0", "1"):
         (tmp_path / job / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
     before = {job: snapshot(tmp_path / job) for job in ("0", "1")}
-    outcome = run_in_process("train.py", "-m", *sweep, "resume=true")
-    assert outcome.output.count("resume the sweep with hydra/launcher=fused") == 2, \
+    outcome = run_in_process("train.py", "-m", "hydra/launcher=basic", *sweep, "resume=true")
+    assert outcome.output.count("or hydra/launcher=fused.") == 2, \
         outcome.output[-3000:]
     assert "Traceback" not in outcome.output
     for job in ("0", "1"):

@@ -121,3 +121,18 @@ def test_in_float32_a_member_is_as_far_from_float64_as_its_solo_run(
         floor = torch.finfo(torch.float32).eps * norm(exact)
         assert member_error <= FLOAT32_FACTOR * solo_error + floor, \
             (seed, member_error, solo_error, floor)
+
+
+def test_in_float32_hidden_units_that_start_equal_stay_equal_as_in_the_run_alone(
+        tmp_path: Path, raw_paths: dict) -> None:
+    """Zero initialisation: every hidden unit of a member gets the same gradient sums, in the
+    same order, as in its run alone, so they stay equal to the last bit (``hidden_unit_spread``
+    0, as ``experiment=initialisers`` teaches), whether the members read one batch order (same
+    seed) or each its own."""
+    members = fused_sweep(tmp_path, "model=mlp", "model.net.dropout=0.0", "init=zeros",
+                          "model.net.activation=sigmoid", "optim=sgd,adam", "seed=0,1",
+                          "trainer.max_epochs=1", "trainer.limit_train_batches=20",
+                          "trainer.limit_val_batches=1", "trainer.limit_test_batches=1")
+    assert len(members) == 4
+    for member in members.values():
+        assert metrics_of(member)["hidden_unit_spread"] == 0.0, member

@@ -62,7 +62,7 @@ def test_a_job_names_the_gpu_it_ran_on_as_the_machine_numbers_it(
 @pytest.mark.slow
 def test_jobs_side_by_side_equal_jobs_one_after_another(tmp_path: Path, raw_paths: dict
                                                         ) -> None:
-    """Four jobs on two workers: the numbers of the default launcher's sweep, each job in a
+    """Four jobs on two workers: the numbers of Hydra's own launcher's sweep, each job in a
     worker process of its own (two processes for four jobs), not the launcher's."""
     sweep = ("-m", "optim=sgd,adam", "seed=0,1", *SMALL)
     side = run_script("train.py", *sweep, "hydra/launcher=side_by_side",
@@ -70,7 +70,8 @@ def test_jobs_side_by_side_equal_jobs_one_after_another(tmp_path: Path, raw_path
     assert side.returncode == 0, side.stderr[-3000:]
     lines = [line for line in side.stdout.splitlines() if line.startswith("[")]
     assert len(lines) == 4 and all(": completed, val/acc " in line for line in lines), lines
-    one_by_one = run_script("train.py", *sweep, f"hydra.sweep.dir={tmp_path / 'serial'}")
+    one_by_one = run_script("train.py", *sweep, "hydra/launcher=basic",
+                            f"hydra.sweep.dir={tmp_path / 'serial'}")
     assert one_by_one.returncode == 0, one_by_one.stderr[-3000:]
     got, expected = metrics_of(tmp_path / "side"), metrics_of(tmp_path / "serial")
     assert sorted(got) == ["0", "1", "2", "3"]
@@ -120,8 +121,8 @@ def test_ctrl_c_stops_the_workers_jobs_and_resume_finishes_them(tmp_path: Path,
 
     resumed = run_script("train.py", *command, "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    reference = run_script("train.py", "-m", "optim=sgd,adam,momentum", *LONG,
-                           f"hydra.sweep.dir={tmp_path / 'reference'}")
+    reference = run_script("train.py", "-m", "hydra/launcher=basic", "optim=sgd,adam,momentum",
+                           *LONG, f"hydra.sweep.dir={tmp_path / 'reference'}")
     assert reference.returncode == 0, reference.stderr[-3000:]
     expected = metrics_of(tmp_path / "reference")
     for job, metrics in metrics_of(sweep_dir).items():

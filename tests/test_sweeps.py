@@ -86,7 +86,7 @@ def test_ctrl_c_stops_the_whole_sweep_with_a_summary(tmp_path: Path, raw_paths: 
     starts, the summary covers what ran, exit status 3, no traceback."""
     result = run_script("train.py", "-m", f"paths.output_root={tmp_path}", *TINY,
                         "+callbacks.probe._target_=tests.signal_probe.SignalAtStep",
-                        "+callbacks.probe.step=100,2,100")
+                        "+callbacks.probe.step=100,2,99")
     assert result.returncode == 3, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert "Sweep stopped by SIGINT; no further job starts" in result.stderr
@@ -95,7 +95,8 @@ def test_ctrl_c_stops_the_whole_sweep_with_a_summary(tmp_path: Path, raw_paths: 
     assert status == {"+callbacks.probe.step=100": "completed",
                       "+callbacks.probe.step=2": "interrupted"}
     (interrupted,) = sweep_dir.glob("*probe.step=2,*")
-    assert len(list(sweep_dir.glob("*probe.step=100,*"))) == 1  # the third job has no folder
+    assert len(list(sweep_dir.glob("*probe.step=100,*"))) == 1
+    assert not list(sweep_dir.glob("*probe.step=99,*"))  # the third job has no folder
     assert (interrupted / "checkpoints" / "last.ckpt").is_file()
     assert json.loads((interrupted / "metrics.json").read_text())["global_step"] == 2
     assert (sweep_dir / "summary.md").is_file()

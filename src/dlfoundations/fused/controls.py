@@ -25,7 +25,8 @@ Accepts = Callable[[Any, DictConfig], bool]
 #: what a key may be: its test and, in words, what it allows
 Allowed = tuple[Accepts, str]
 
-ELSEWHERE = "run this sweep with another launcher (e.g. hydra/launcher=side_by_side)"
+ELSEWHERE = ("leave hydra/launcher out (the default launcher runs such a job alone) or run this "
+             "sweep with another launcher, e.g. hydra/launcher=side_by_side")
 
 
 def one_of(*values: Any) -> Allowed:

@@ -56,11 +56,20 @@ def split_groups(groups: list[list[int]], workers: int) -> list[list[int]]:
     return groups
 
 
-def plan_line(groups: list[list[int]]) -> str:
-    """E.g. ``18 jobs in 3 fused groups of 6`` or ``7 jobs in 3 fused groups of 4, 2 and 1``
-    (the caller may add ``, 2 at a time``)."""
-    jobs = sum(len(group) for group in groups)
+def plan_line(groups: list[list[int]], alone: int = 0, reasons: Sequence[str] = ()) -> str:
+    """E.g. ``18 jobs in 3 fused groups of 6`` or ``7 jobs in 3 fused groups of 4, 2 and 1``;
+    with jobs that run alone (``hydra/launcher=auto``), e.g. ``8 jobs: 6 in 1 fused group of 6,
+    2 alone (not fused: trainer.max_steps=10)`` (the caller may add ``, 2 at a
+    time``)."""
+    shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3
+                                      else "")
+    alone_part = f"alone (not fused: {shown})"
+    if not groups:
+        return f"{alone} {'job' if alone == 1 else 'jobs'} {alone_part}"
+    fused = sum(len(group) for group in groups)
     sizes = [str(len(group)) for group in groups]
-    noun = "group" if len(groups) == 1 else "groups"
     of = sizes[0] if len(set(sizes)) == 1 else f"{', '.join(sizes[:-1])} and {sizes[-1]}"
-    return f"{jobs} jobs in {len(groups)} fused {noun} of {of}"
+    in_groups = f"in {len(groups)} fused {'group' if len(groups) == 1 else 'groups'} of {of}"
+    if not alone:
+        return f"{fused} jobs {in_groups}"
+    return f"{fused + alone} jobs: {fused} {in_groups}, {alone} {alone_part}"

@@ -1,15 +1,18 @@
-"""The fused launcher's work: plan the groups, build every member, train each group (here, or
-on the side-by-side launcher's workers), and hand Hydra one ``JobReturn`` per job (progress
-lines, summary) as the other launchers do."""
+"""The work of the fused launcher and of the default one (``hydra/launcher=auto``): plan the
+groups (and the jobs that run alone), build every member, train each group (here, or on the
+side-by-side launcher's workers), and hand Hydra one ``JobReturn`` per job (progress lines,
+summary) as the other launchers do."""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,13 +20,17 @@ from dlfoundations.errors import UserError, refused
 from dlfoundations.fused.controls import check_folder_name, check_fusable
 from dlfoundations.fused.grouping import fused_groups, plan_line, split_groups
 from dlfoundations.fused.member import Member, build_member, open_member
+from dlfoundations.fused.plan import Plan, plan_jobs
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.run import console
 from dlfoundations.run.cli import COMMAND
+from dlfoundations.run.resume import written_by_fused_group
 from dlfoundations.side_by_side import (
+    check_one_process,
     distinct_job_folders,
     on_workers,
     plan_slots,
+    run_one,
     sweep_configs,
     sweep_job_folder,
     visible_gpus,
@@ -104,10 +111,52 @@ def run_group(hydra_context: Any, task_function: Any,
     return returns
 
 
+@dataclass(frozen=True)
+class Task:
+    """What a worker (or this process) runs at a time: a fused group, or one job alone, as
+    Hydra's own launcher runs it (``hydra/launcher=auto``); its jobs' positions and configs."""
+
+    jobs: list[tuple[int, DictConfig]]
+    fused: bool
+
+
+def run_task(hydra_context: Any, task_function: Any, task: Task) -> list[JobReturn]:
+    """Every job's return of the task, in order."""
+    if task.fused:
+        return run_group(hydra_context, task_function, task.jobs)
+    [(_, sweep_config)] = task.jobs
+    return run_one(hydra_context, task_function, sweep_config)
+
+
+def resumed_by_fused_group(sweep_config: DictConfig, run_dir: Path) -> bool | None:
+    """With ``resume=true``: whether the job's ``last.ckpt`` holds a fused group's state (None:
+    nothing to resume; False also for a file that cannot be read, which the job's run alone
+    then refuses in its sentence)."""
+    if sweep_config.get("resume") is not True:
+        return None
+    try:
+        return written_by_fused_group(run_dir / "checkpoints" / "last.ckpt")
+    except Exception:
+        return False
+
+
+def plan(launcher: Any, configs: list[DictConfig], folders: list[Path]) -> Plan:
+    """The fused groups and the jobs alone: with ``runs_the_rest_alone`` (the default
+    launcher) as ``plan_jobs`` finds them, else every job fused (``UserError`` naming the
+    first that cannot be)."""
+    if launcher.runs_the_rest_alone:
+        return plan_jobs(configs, [resumed_by_fused_group(sweep_config, run_dir) for
+                                   sweep_config, run_dir in zip(configs, folders, strict=True)])
+    for sweep_config in configs:
+        check_fusable(sweep_config)
+    return Plan(fused_groups(configs), [])
+
+
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
            ) -> Sequence[JobReturn]:
-    """Plan the groups; run them one after another here (``n_jobs: 1``) or side by side on
-    the side-by-side launcher's workers (several groups share a GPU with ``jobs_per_gpu``)."""
+    """Plan the groups (and, for the default launcher, the jobs alone); run them one after
+    another here (``n_jobs: 1``) or side by side on the side-by-side launcher's workers
+    (several groups share a GPU with ``jobs_per_gpu``)."""
     from dlfoundations.run.cli import sweep_stopped
 
     config = launcher.config
@@ -117,29 +166,39 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     configs = sweep_configs(launcher, job_overrides, initial_job_idx)
     try:
         for sweep_config in configs:
-            check_fusable(sweep_config)
             check_folder_name(sweep_job_folder(sweep_config).absolute())
-        distinct_job_folders(configs)
-        groups = fused_groups(configs)
+        jobs = plan(launcher, configs, distinct_job_folders(configs))
         gpus, cores = visible_gpus(), len(os.sched_getaffinity(0))
         slots = None if launcher.n_jobs == 1 else plan_slots(
             launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"), cores, gpus)
-        if slots is not None and not gpus:  # on a GPU, more members per step cost nothing
-            groups = split_groups(groups, min(len(slots), cores))
+        if slots is not None:
+            for position in jobs.alone:
+                check_one_process(configs[position])
+            if not gpus:  # on a GPU, more members per step cost nothing; the jobs alone
+                # take workers of their own
+                jobs.groups = split_groups(jobs.groups,
+                                           min(len(slots), cores) - len(jobs.alone))
     except UserError as err:
         raise refused(err) from err
+    HydraConfig.instance().set_config(config)  # the sweep's again, as the workers get it
     command = COMMAND.get()
     if command is not None:  # from here on a fault is a job's or a bug, not the command line's
         command.job_started = True
-    print(plan_line(groups) + (f", {min(len(slots), len(groups))} at a time" if slots and
-                               len(groups) > 1 else ""), flush=True)
-    tasks = [(group, [(position, configs[position]) for position in group]) for group in groups]
+    tasks = sorted([Task([(p, configs[p]) for p in group], True) for group in jobs.groups] +
+                   [Task([(p, configs[p])], False) for p in jobs.alone],
+                   key=lambda task: task.jobs[0][0])
+    if config.get("search") is None:  # a search's trials are never fused: its own lines
+        print(plan_line(jobs.groups, len(jobs.alone), jobs.reasons) +
+              (f", {min(len(slots), len(tasks))} at a time" if slots and len(tasks) > 1
+               else ""), flush=True)
     if slots is not None:
-        return on_workers(launcher, slots, configs, tasks, run_group)
+        return on_workers(launcher, slots, configs,
+                          [([position for position, _ in task.jobs], task) for task in tasks],
+                          run_task)
     returns: dict[int, JobReturn] = {}
-    for positions, jobs in tasks:
-        returned = run_group(launcher.hydra_context, launcher.task_function, jobs)
-        returns.update(zip(positions, returned, strict=True))
+    for task in tasks:
+        returned = run_task(launcher.hydra_context, launcher.task_function, task)
+        returns.update(zip([position for position, _ in task.jobs], returned, strict=True))
         if INTERRUPTS.received is not None:
             raise sweep_stopped(config.get("search") is not None, str(config.hydra.sweep.dir))
     return [returns[position] for position in sorted(returns)]

@@ -114,6 +114,7 @@ class Member:
             record_failure(self.run_dir, self.metrics)
         with self.active():
             console.say(f"job {Status.FAILED}: {self.metrics['reason']}", error=True)
+            console.say_outcome(self.metrics, self.run_dir)
 
     def hyperparameters(self) -> dict[str, float]:
         return rules.hyperparameters(self.optimizer)
@@ -169,6 +170,7 @@ class Member:
             if self.metrics["status"] != Status.COMPLETED:
                 console.say(f"job {self.metrics['status']}: {self.metrics.get('reason')}",
                             error=True)
+            console.say_outcome(self.metrics, self.run_dir)
 
 
 def open_member(position: int, sweep_config: DictConfig) -> Member:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +86,27 @@ def mask_widths(layers: list[Layer]) -> list[int]:
     return widths
 
 
+class StackedLinear(torch.autograd.Function):
+    """o_k = x_k W_k^T + b_k for every member k at once, x (K, B, in), W (K, out, in), with
+    the weight's gradient computed as ``nn.Linear``'s is, dW_k = dO_k^T x_k (out, in), not as
+    a batched product's backward computes it, x_k^T dO_k (in, out) transposed: each sum then
+    runs in a single run's order, so that, e.g., hidden units that start equal stay equal to
+    the last bit, as in the run alone."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+                ) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor
+                 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        x, weight = ctx.saved_tensors
+        grad_x = grad.bmm(weight) if ctx.needs_input_grad[0] else None
+        return grad_x, grad.transpose(1, 2).bmm(x), grad.sum(1)
+
+
 class StackedNetwork(nn.Module):
     """The members' networks as one. Every member's parameters lie side by side in one row of
     ``flat`` (K, P), their gradients in ``grad`` (K, P), so that the optimizer updates all of
@@ -144,7 +166,7 @@ class StackedNetwork(nn.Module):
                     x = (x[0] @ weight.flatten(0, 1).T).view(batch, members, -1).transpose(0, 1)
                     x = x + bias.unsqueeze(1)
                 else:
-                    x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+                    x = StackedLinear.apply(x, weight, bias)
                 shared = False
             elif layer.kind == "conv":
                 weight, bias = next(params), next(params)

@@ -100,3 +100,12 @@ def say(line: str, *, error: bool = False, console: bool = True) -> None:
                                __file__, 0, line, None, None)
     for handler in run_logs():
         handler.handle(record)
+
+
+def say_outcome(metrics: dict, run_dir: Path | str) -> None:
+    """A run's last line: its status, final test and validation metrics, and its folder (in a
+    sweep to its log only, where the sweep's progress line says it)."""
+    finals = [f"{key} {value:.4g}" for key, value in sorted(metrics.items())
+              if key.startswith(("test/", "val/"))]
+    say(f"{metrics['status']}: {'  '.join(finals)}  run folder {run_dir}",
+        console=not in_multirun())

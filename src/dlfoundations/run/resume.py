@@ -42,17 +42,27 @@ def check_same_command(cfg: DictConfig, run_dir: Path, fused: bool = False) -> N
 def check_same_launcher(last: Path, fused: bool) -> None:
     """A fused group's ``last.ckpt`` (its ``fused`` state) is resumed by a fused sweep only,
     and a single run's by a single run only: either would lose the other's state."""
-    if not last.is_file() or (read_metrics(last.parent.parent) or {}).get("status") in FINISHED:
+    written_fused = written_by_fused_group(last)
+    if written_fused is None:
         return
-    from dlfoundations.run.checkpoints import read_checkpoint  # torch: only where there is one
-
-    written_fused = "fused" in read_checkpoint(last, "resume")
     if written_fused and not fused:
         raise UserError(f"resume=true is not allowed here: {last} was written by a fused group "
-                        "(hydra/launcher=fused); resume the sweep with hydra/launcher=fused.")
+                        "(hydra/launcher=fused); resume the sweep with the default launcher (no "
+                        "hydra/launcher) or hydra/launcher=fused.")
     if fused and not written_fused:
         raise UserError(f"resume=true is not allowed here: {last} was not written by a fused "
-                        "group; resume the sweep with the launcher that started it.")
+                        "group; resume the sweep with the default launcher (no hydra/launcher) or "
+                        "the launcher that started it.")
+
+
+def written_by_fused_group(last: Path) -> bool | None:
+    """Whether the ``last.ckpt`` a stopped run resumes from holds a fused group's state; None
+    where there is nothing to resume (no such file, or the run finished)."""
+    if not last.is_file() or (read_metrics(last.parent.parent) or {}).get("status") in FINISHED:
+        return None
+    from dlfoundations.run.checkpoints import read_checkpoint  # torch: only where there is one
+
+    return "fused" in read_checkpoint(last, "resume")
 
 
 def resume_point(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
