@@ -74,16 +74,18 @@ def plan_slots(n_jobs: Any, jobs_per_gpu: Any, threads: Any, cores: int, gpus: l
     return [Slot(i, per_job, gpus[i % len(gpus)] if gpus else None) for i in range(n_jobs)]
 
 
-def check_one_process(sweep_config: DictConfig) -> None:
-    """A job here is one process on one device: DDP jobs are refused before any job runs."""
+def check_one_process(sweep_config: DictConfig, on: str = "hydra/launcher=side_by_side"
+                      ) -> None:
+    """A job on a worker is one process on one device: DDP jobs are refused before any job
+    runs (``on``: what put the jobs on workers, as the sentence names it)."""
     trainer = sweep_config.get("trainer") or {}
     for key in ("devices", "num_nodes"):
         value = trainer.get(key, 1)
         if value != 1:
             raise UserError(
-                f"trainer.{key}={value} is not allowed with hydra/launcher=side_by_side: each "
-                "job runs in one process on one device; run multi-process jobs with the "
-                "default launcher (one after another) or hydra/launcher=slurm."
+                f"trainer.{key}={value} is not allowed with {on}: each job runs in one "
+                "process on one device; run multi-process jobs one after another (the default "
+                "launcher, with hydra.launcher.n_jobs=1) or with hydra/launcher=slurm."
             )
 
 

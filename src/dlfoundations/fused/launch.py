@@ -173,7 +173,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"), cores, gpus)
         if slots is not None:
             for position in jobs.alone:
-                check_one_process(configs[position])
+                check_one_process(configs[position], on="hydra.launcher.n_jobs="
+                                  f"{'null' if launcher.n_jobs is None else launcher.n_jobs}")
             if not gpus:  # on a GPU, more members per step cost nothing; the jobs alone
                 # take workers of their own
                 jobs.groups = split_groups(jobs.groups,
