@@ -13,9 +13,9 @@ that follows them, except for ``minimal`` (``MinimalModule`` under a barebones T
 
 from __future__ import annotations
 
-from dlfoundations.environment import hide_absent_gpus
+from dlfoundations.environment import set_up_process
 
-hide_absent_gpus()  # before torch is imported
+set_up_process()  # before torch is imported
 
 import argparse
 import json

@@ -13,9 +13,9 @@ then a synchronisation), run eagerly and replayed from the step captured in a CU
 
 from __future__ import annotations
 
-from dlfoundations.environment import hide_absent_gpus
+from dlfoundations.environment import set_up_process
 
-hide_absent_gpus()  # before torch is imported
+set_up_process()  # before torch is imported
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -15,9 +15,9 @@ Lightning writes. Prints, per model and variant, the median epoch seconds, its r
 
 from __future__ import annotations
 
-from dlfoundations.environment import hide_absent_gpus
+from dlfoundations.environment import set_up_process
 
-hide_absent_gpus()  # before torch is imported
+set_up_process()  # before torch is imported
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402

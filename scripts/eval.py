@@ -2,9 +2,9 @@
 
 import sys
 
-from dlfoundations.environment import hide_absent_gpus
+from dlfoundations.environment import set_up_process
 
-hide_absent_gpus()  # before torch is imported: see dlfoundations/environment.py
+set_up_process()  # before torch is imported: see dlfoundations/environment.py
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402

@@ -7,6 +7,8 @@ do what the ordinary ones do.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from torch.utils.data import DistributedSampler, SequentialSampler
 
 from dlfoundations.data import FashionMNISTDataModule
 from dlfoundations.data.resumable_loader import IndexTensorBatchSampler
-from tests.conftest import run_script
+from tests.conftest import ROOT, run_script
 
 
 def test_index_tensor_batches_cover_the_split_in_sampler_order(
@@ -40,6 +42,39 @@ def test_index_tensor_batches_follow_any_sampler_and_drop_last() -> None:
     shard = DistributedSampler(data, num_replicas=2, rank=1, shuffle=True, seed=0)
     batches = IndexTensorBatchSampler(shard, 2, drop_last=False)
     assert torch.cat(list(batches)).tolist() == list(shard)
+
+
+#: fused steps of 32 MLPs with Adam (benchmarks/fused_step.py; 26 MB a temporary), with or
+#: without ``keep_freed_memory``, which the benchmark, as every entry point, calls on import
+FAULTS = """
+import resource, sys, torch
+import dlfoundations.environment as environment
+keep = sys.argv[1] == "keep"
+if not keep:
+    environment.keep_freed_memory = lambda: False
+sys.path.insert(0, sys.argv[2])
+from fused_step import group, train_step
+torch.set_num_threads(1)
+net, optimizer, x, y = group("mlp", 32, [lambda p: torch.optim.Adam(p, lr=0.003)])
+sums = torch.zeros(32, 2)
+for _ in range(6):
+    train_step(net, optimizer, x, y, sums)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    train_step(net, optimizer, x, y, sums)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
+"""
+
+
+def test_freed_memory_is_kept_for_the_next_step() -> None:
+    """``keep_freed_memory`` (every entry point): a step's freed temporaries are reused by the
+    next step without faulting their pages in again, where glibc's default hands them back
+    and maps them afresh (thousands of faults a step)."""
+    faults = {mode: int(subprocess.run([sys.executable, "-c", FAULTS, mode,
+                                        str(ROOT / "benchmarks")], capture_output=True,
+                                       text=True, check=True).stdout)
+              for mode in ("keep", "default")}
+    assert faults["default"] > 10_000 and faults["keep"] < 1_000, faults
 
 
 @pytest.mark.slow
