@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -18,6 +19,16 @@ def jobs(sweep_dir: Path) -> dict[str, Path]:
 
 def metrics_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def log_lines(run_dir: Path) -> list[str]:
+    """The project's lines of the run's ``train.log``, their times, numbers and folder left
+    out (a library's warning is printed once per process, so runs in one test process differ
+    in those)."""
+    lines = [line.split("] ", 1)[-1] for line in (run_dir / "train.log").read_text()
+             .splitlines() if line.strip() and "site-packages" not in line]
+    return [re.sub(r"-?\d+(\.\d+)?(e[+-]?\d+)?", "N", line.replace(str(run_dir), "RUN"))
+            for line in lines]
 
 
 def weights(run_dir: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from dlfoundations.fused.grouping import plan_line
-from tests.fused_runs import largest_difference, metrics_of, weights
+from dlfoundations.errors import UserError
+from dlfoundations.fused.grouping import plan_line, split_groups
+from dlfoundations.fused.plan import reason, resumed_from
+from tests.fused_runs import largest_difference, log_lines, metrics_of, weights
 from tests.in_process import SMALL, run_in_process
 
 
@@ -27,13 +30,46 @@ def test_the_plan_line_names_why_jobs_run_alone() -> None:
         "1 job alone (not fused: no other job of its shape)"
     assert plan_line([[0, 1]], 5, list("abcde")) == \
         "7 jobs: 2 in 1 fused group of 2, 5 alone (not fused: a; b; c; and 2 more)"
+    assert split_groups([], 2) == []
+
+
+def test_a_reason_names_the_key_not_the_advice() -> None:
+    assert reason(UserError("trainer.limit_val_batches=0 is not allowed with hydra/launcher="
+                            "fused: trainer.limit_val_batches must be ...; leave ...")) == \
+        "trainer.limit_val_batches=0"
+    assert reason(UserError("callbacks.model_checkpoint is required with hydra/launcher=fused "
+                            "(its checkpoints ...); leave hydra/launcher out ...")) == \
+        "no callbacks.model_checkpoint"
+
+
+def test_a_resumed_job_goes_where_its_last_checkpoint_says(tmp_path: Path) -> None:
+    resumed = OmegaConf.create({"resume": True})
+    assert resumed_from(OmegaConf.create({"resume": False}), tmp_path) is None
+    assert resumed_from(resumed, tmp_path) is None  # nothing to resume
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"\x80not a checkpoint" * 100)
+    assert resumed_from(resumed, tmp_path) == "unreadable"
+    torch.save({"state_dict": {}, "fused": {}}, tmp_path / "checkpoints" / "last.ckpt")
+    assert resumed_from(resumed, tmp_path) == "fused"
+    torch.save({"state_dict": {}}, tmp_path / "checkpoints" / "last.ckpt")
+    assert resumed_from(resumed, tmp_path) == "alone"
+
+
+def test_jobs_alone_on_workers_without_a_group(tmp_path: Path, raw_paths: dict) -> None:
+    """``hydra.launcher.n_jobs=null`` with one job and no group: it runs alone."""
+    outcome = run_in_process("train.py", "-m", "model=softmax", *SMALL, "seed=3",
+                             "hydra.launcher.n_jobs=null", f"hydra.sweep.dir={tmp_path}")
+    assert outcome.status == 0, outcome.output[-3000:]
+    assert "Sweep of 1 job into" in outcome.output
+    assert "1 job alone (not fused: no other job of its shape)" in outcome.output
+    assert [metrics_of(job)["status"] for job in tmp_path.glob("*/")] == ["completed"]
 
 
 #: two jobs the fused launcher computes (limit_val_batches=2) and two it does not (0), in
 #: float64, where a member's weights are its solo run's within 1e-9
 MIXED = ("model=softmax", "optim=sgd,adam", "trainer.precision=64-true", "threads=1",
          "trainer.max_epochs=2", "trainer.limit_train_batches=5",
-         "trainer.limit_test_batches=2", "trainer.limit_val_batches=2,0",
+         "trainer.limit_test_batches=2", "trainer.limit_val_batches=0,2",
          "hydra.sweep.subdir=${hydra.job.num}")
 
 
@@ -41,7 +77,8 @@ MIXED = ("model=softmax", "optim=sgd,adam", "trainer.precision=64-true", "thread
 def test_the_default_fuses_what_it_computes_exactly_and_runs_the_rest_alone(
         n_jobs: int, tmp_path: Path, raw_paths: dict) -> None:
     """The plan line first; the fused jobs' weights within 1e-9 of Hydra's own launcher's, the
-    jobs alone its to the last bit, every job's metrics its own."""
+    jobs alone its to the last bit, every job's metrics and log lines its own (job 0 runs
+    alone before the group, in the same process)."""
     auto = run_in_process("train.py", "-m", *MIXED, f"hydra.launcher.n_jobs={n_jobs}",
                           f"hydra.sweep.dir={tmp_path / 'auto'}")
     assert auto.status == 0, auto.output[-3000:]
@@ -50,7 +87,7 @@ def test_the_default_fuses_what_it_computes_exactly_and_runs_the_rest_alone(
     basic = run_in_process("train.py", "-m", "hydra/launcher=basic", *MIXED,
                            f"hydra.sweep.dir={tmp_path / 'basic'}")
     assert basic.status == 0, basic.output[-3000:]
-    for job, fused in (("0", True), ("1", False), ("2", True), ("3", False)):
+    for job, fused in (("0", False), ("1", True), ("2", False), ("3", True)):
         ours, theirs = tmp_path / "auto" / job, tmp_path / "basic" / job
         assert written_by_fused_group(ours) is fused and not written_by_fused_group(theirs)
         difference = largest_difference(weights(ours), weights(theirs))
@@ -58,6 +95,7 @@ def test_the_default_fuses_what_it_computes_exactly_and_runs_the_rest_alone(
         assert metrics_of(ours)["status"] == "completed"
         for key in ("test/acc", "global_step", "epochs", "lr"):
             assert metrics_of(ours)[key] == metrics_of(theirs)[key], (job, key)
+        assert log_lines(ours) == log_lines(theirs), job
 
 
 @pytest.mark.parametrize("launcher", ["fused", "basic"])

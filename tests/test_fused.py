@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import re
 import signal
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tests.fused_runs import (
     fused_sweep,
     jobs,
     largest_difference,
+    log_lines,
     metrics_of,
     solo_run,
     weights,
@@ -33,12 +33,6 @@ def files_of(run_dir: Path) -> set[str]:
     """The files of a run folder by relative name (an events file's host and time aside)."""
     return {str(path.relative_to(run_dir)).split(".out.tfevents")[0]
             for path in run_dir.rglob("*") if path.is_file()}
-
-
-def log_lines(run_dir: Path) -> list[str]:
-    """The lines of the run's ``train.log``, their times, numbers and folder left out."""
-    return [re.sub(r"[0-9.e+-]+", "N", line.split("] ", 1)[1].replace(str(run_dir), "RUN"))
-            for line in (run_dir / "train.log").read_text().splitlines()]
 
 
 def scalar_steps(run_dir: Path) -> dict[str, list[int]]:

@@ -95,7 +95,8 @@ class SweepProgressLines(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         total, swept = sweep_plan(config)
         PROGRESS.start(total, swept)
-        print(f"Sweep of {total} jobs into {config.hydra.sweep.dir}", flush=True)
+        print(f"Sweep of {total} {'job' if total == 1 else 'jobs'} into {config.hydra.sweep.dir}",
+              flush=True)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         PROGRESS.job_done(job_return)

@@ -48,7 +48,7 @@ def split_groups(groups: list[list[int]], workers: int) -> list[list[int]]:
     2-core CPU: a member-step takes 4.3 ms on one thread, 3.2 ms on two; two processes of one
     thread each do two every 4.3 ms)."""
     groups = [list(group) for group in groups]
-    while len(groups) < workers and max(len(group) for group in groups) > 1:
+    while len(groups) < workers and any(len(group) > 1 for group in groups):
         largest = max(range(len(groups)), key=lambda index: len(groups[index]))
         group = groups[largest]
         groups[largest:largest + 1] = [group[:(len(group) + 1) // 2],

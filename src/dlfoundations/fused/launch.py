@@ -20,11 +20,10 @@ from dlfoundations.errors import UserError, refused
 from dlfoundations.fused.controls import check_folder_name, check_fusable
 from dlfoundations.fused.grouping import fused_groups, plan_line, split_groups
 from dlfoundations.fused.member import Member, build_member, open_member
-from dlfoundations.fused.plan import Plan, plan_jobs
+from dlfoundations.fused.plan import Plan, plan_jobs, resumed_from
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.run import console
 from dlfoundations.run.cli import COMMAND
-from dlfoundations.run.resume import written_by_fused_group
 from dlfoundations.side_by_side import (
     check_one_process,
     distinct_job_folders,
@@ -95,6 +94,7 @@ def run_group(hydra_context: Any, task_function: Any,
     """One fused group (its jobs' positions and configs) trained in this process, with
     Hydra's callbacks around each job; every job's return, in order. A signal stops the
     group (each member saved ``interrupted``); the caller ends the sweep."""
+    console.close_run_logs()  # e.g. of a job that ran alone before the group, in this process
     members = [open_member(position, sweep_config) for position, sweep_config in jobs]
     console.configure(any(member.cfg.get("verbose") for member in members))
     callbacks = hydra_context.callbacks
@@ -128,24 +128,12 @@ def run_task(hydra_context: Any, task_function: Any, task: Task) -> list[JobRetu
     return run_one(hydra_context, task_function, sweep_config)
 
 
-def resumed_by_fused_group(sweep_config: DictConfig, run_dir: Path) -> bool | None:
-    """With ``resume=true``: whether the job's ``last.ckpt`` holds a fused group's state (None:
-    nothing to resume; False also for a file that cannot be read, which the job's run alone
-    then refuses in its sentence)."""
-    if sweep_config.get("resume") is not True:
-        return None
-    try:
-        return written_by_fused_group(run_dir / "checkpoints" / "last.ckpt")
-    except Exception:
-        return False
-
-
 def plan(launcher: Any, configs: list[DictConfig], folders: list[Path]) -> Plan:
     """The fused groups and the jobs alone: with ``runs_the_rest_alone`` (the default
     launcher) as ``plan_jobs`` finds them, else every job fused (``UserError`` naming the
     first that cannot be)."""
     if launcher.runs_the_rest_alone:
-        return plan_jobs(configs, [resumed_by_fused_group(sweep_config, run_dir) for
+        return plan_jobs(configs, [resumed_from(sweep_config, run_dir) for
                                    sweep_config, run_dir in zip(configs, folders, strict=True)])
     for sweep_config in configs:
         check_fusable(sweep_config)

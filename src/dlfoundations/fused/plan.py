@@ -10,18 +10,36 @@ alone, as Hydra's own launcher runs it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from omegaconf import DictConfig
 
 from dlfoundations.errors import UserError, first_line
 from dlfoundations.fused.controls import check_fusable
 from dlfoundations.fused.grouping import fused_groups
+from dlfoundations.run.resume import written_by_fused_group
 
 #: why a job of a shape no other job shares runs alone (a group of one gains nothing)
 ALONE = "no other job of its shape"
-#: why a resumed job whose ``last.ckpt`` a single run wrote runs alone
-SOLO_CHECKPOINT = "its last.ckpt was written by a run alone"
+#: what the ``last.ckpt`` a resumed job continues from holds: a fused group's state, a run
+#: alone's, or nothing readable (the job's run alone then refuses it in its sentence); None:
+#: there is nothing to resume (no such file, or the run finished)
+Written = Literal["fused", "alone", "unreadable"] | None
+#: why a resumed job runs alone, by what its ``last.ckpt`` holds
+RESUMED_ALONE = {"alone": "its last.ckpt was written by a run alone",
+                 "unreadable": "its last.ckpt cannot be read"}
+
+
+def resumed_from(sweep_config: DictConfig, run_dir: Path) -> Written:
+    """With ``resume=true``, what the job's ``last.ckpt`` holds (``Written``)."""
+    if sweep_config.get("resume") is not True:
+        return None
+    try:
+        fused = written_by_fused_group(run_dir / "checkpoints" / "last.ckpt")
+    except Exception:
+        return "unreadable"
+    return None if fused is None else "fused" if fused else "alone"
 
 
 @dataclass
@@ -35,10 +53,13 @@ class Plan:
 
 
 def reason(err: BaseException) -> str:
-    """The part of a refusal that names what cannot be fused, e.g. ``trainer.max_steps=10``
-    from "trainer.max_steps=10 is not allowed with hydra/launcher=fused: ..."."""
-    text = first_line(err)
-    return text.split(" is not allowed")[0] if " is not allowed" in text else text
+    """The part of a refusal that names what cannot be fused: ``trainer.max_steps=10`` from
+    "trainer.max_steps=10 is not allowed with hydra/launcher=fused: ...", ``no
+    callbacks.model_checkpoint`` from "callbacks.model_checkpoint is required with ..."."""
+    text = first_line(err).split(" with hydra/launcher=fused")[0]
+    if text.endswith(" is required"):
+        return "no " + text.removesuffix(" is required")
+    return text.split(" is not allowed")[0]
 
 
 def check_optimizer(sweep_config: DictConfig) -> None:
@@ -53,11 +74,11 @@ def check_optimizer(sweep_config: DictConfig) -> None:
     rules.hyperparameters(factory([{"params": [torch.zeros(1, requires_grad=True)]}]))
 
 
-def why_not_fused(sweep_config: DictConfig, written_fused: bool | None) -> str | None:
-    """Why the job cannot train in a fused group (None: it can). ``written_fused``: whether
-    the ``last.ckpt`` the job resumes from is a fused group's (None: nothing to resume)."""
-    if written_fused is False:
-        return SOLO_CHECKPOINT
+def why_not_fused(sweep_config: DictConfig, written: Written) -> str | None:
+    """Why the job cannot train in a fused group (None: it can); ``written``: what the
+    ``last.ckpt`` it resumes from holds."""
+    if written in RESUMED_ALONE:
+        return RESUMED_ALONE[written]
     try:
         check_fusable(sweep_config)
         check_optimizer(sweep_config)
@@ -68,13 +89,13 @@ def why_not_fused(sweep_config: DictConfig, written_fused: bool | None) -> str |
     return None
 
 
-def plan_jobs(configs: list[DictConfig], written_fused: list[bool | None]) -> Plan:
+def plan_jobs(configs: list[DictConfig], written: list[Written]) -> Plan:
     """Fused groups of the jobs that can be fused (a group of one only for a job resuming a
     fused group's state), the rest alone."""
     reasons: dict[int, str] = {}
     fusable: list[int] = []
-    for position, (sweep_config, written) in enumerate(zip(configs, written_fused, strict=True)):
-        why = why_not_fused(sweep_config, written)
+    for position, sweep_config in enumerate(configs):
+        why = why_not_fused(sweep_config, written[position])
         if why is None:
             fusable.append(position)
         else:
@@ -82,7 +103,7 @@ def plan_jobs(configs: list[DictConfig], written_fused: list[bool | None]) -> Pl
     groups = []
     for group in fused_groups([configs[position] for position in fusable]):
         positions = [fusable[index] for index in group]
-        if len(positions) > 1 or written_fused[positions[0]]:
+        if len(positions) > 1 or written[positions[0]] == "fused":
             groups.append(positions)
         else:
             reasons[positions[0]] = ALONE

@@ -70,6 +70,16 @@ def run_logs() -> list[RunLog]:
     return [handler for handler in logging.getLogger().handlers if isinstance(handler, RunLog)]
 
 
+def close_run_logs() -> None:
+    """Detach and close the log files of jobs that ended: Hydra leaves a job's handlers on
+    the root logger until the next job's logging is set up, so lines of what runs next in
+    this process (a fused group) would reach them."""
+    root = logging.getLogger()
+    for handler in run_logs():
+        root.removeHandler(handler)
+        handler.close()
+
+
 def in_multirun() -> bool:
     """Whether this process runs one job of a Hydra multirun (-m)."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
