@@ -47,11 +47,11 @@ def keep_freed_memory() -> bool:
     """Keep freed memory in this process for the next allocation; True where glibc took it.
 
     By default glibc maps each block above 128 KiB afresh and hands freed memory back to the
-    system, so a training step's large temporaries (an MLP's activations, gradients and
-    update terms, more so for stacked members) fault their pages in again on every step. On
-    the 2-core CPU this halved a fused step of 32 MLPs with Adam (177 ms to 87 ms) and cut one
-    MLP's step by a third (docs/performance.md). The memory stays at its peak instead. No-op
-    off glibc (macOS, musl)."""
+    system, so a training step's large temporaries (the update terms of many stacked
+    members) can fault their pages in again on every step: on the 2-core CPU a fused step of
+    32 MLPs with Adam faulted in about 45,000 pages a step and took 147-157 ms, and 72-78 ms
+    with this (docs/performance.md); smaller steps were within the noise. The memory stays
+    at its peak instead. No-op off glibc (macOS, musl)."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
