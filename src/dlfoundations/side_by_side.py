@@ -203,19 +203,22 @@ def sweep_job_folder(sweep_config: DictConfig) -> Path:
     return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
 
 
-def distinct_job_folders(configs: Sequence[DictConfig]) -> list[Path]:
-    """Each job's folder (absolute); two jobs given one folder are refused, naming both, before
-    any job runs (one of them would find the other's claim and fail, which one by timing)."""
-    folders: dict[Path, int] = {}
-    for position, sweep_config in enumerate(configs):
-        run_dir = sweep_job_folder(sweep_config).absolute()
-        if run_dir in folders:
+def job_folders(configs: Sequence[DictConfig]) -> list[Path]:
+    """Each job's folder (absolute), in order."""
+    return [sweep_job_folder(sweep_config).absolute() for sweep_config in configs]
+
+
+def check_distinct_folders(configs: Sequence[DictConfig], folders: Sequence[Path]) -> None:
+    """Two jobs given one folder are refused, naming both, before any job runs (one of them
+    would find the other's claim and fail, which one by timing)."""
+    first: dict[Path, int] = {}
+    for position, (sweep_config, run_dir) in enumerate(zip(configs, folders, strict=True)):
+        if run_dir in first:
             raise UserError(f"hydra.sweep.subdir={sweep_config.hydra.sweep.subdir!r} is not "
-                            f"allowed: it gives jobs {folders[run_dir]} and {position} one "
+                            f"allowed: it gives jobs {first[run_dir]} and {position} one "
                             f"folder, {run_dir}; give each job its own, e.g. "
                             "hydra.sweep.subdir=${hydra.job.num}.")
-        folders[run_dir] = position
-    return list(folders)
+        first[run_dir] = position
 
 
 def lost_job(sweep_config: DictConfig, exitcode: int | None) -> tuple[JobReturn, str]:
@@ -223,8 +226,7 @@ def lost_job(sweep_config: DictConfig, exitcode: int | None) -> tuple[JobReturn,
     (where the job had claimed its folder); the sweep goes on."""
     from dlfoundations.run.cli import record_failure
 
-    HydraConfig.instance().set_config(sweep_config)
-    run_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+    run_dir = sweep_job_folder(sweep_config)
     how = (f"signal {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0
            else f"exit status {exitcode}")
     reason = f"its worker process ended with {how}"
@@ -252,7 +254,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         configs = sweep_configs(launcher, job_overrides, initial_job_idx)
         for sweep_config in configs:
             check_one_process(sweep_config)
-        distinct_job_folders(configs)
+        check_distinct_folders(configs, job_folders(configs))
         HydraConfig.instance().set_config(config)  # the sweep's again, as the workers get it
     except UserError as err:
         raise refused(err) from err

@@ -25,13 +25,13 @@ from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.run import console
 from dlfoundations.run.cli import COMMAND
 from dlfoundations.side_by_side import (
+    check_distinct_folders,
     check_one_process,
-    distinct_job_folders,
+    job_folders,
     on_workers,
     plan_slots,
     run_one,
     sweep_configs,
-    sweep_job_folder,
     visible_gpus,
 )
 
@@ -119,6 +119,10 @@ class Task:
     jobs: list[tuple[int, DictConfig]]
     fused: bool
 
+    @property
+    def positions(self) -> list[int]:
+        return [position for position, _ in self.jobs]
+
 
 def run_task(hydra_context: Any, task_function: Any, task: Task) -> list[JobReturn]:
     """Every job's return of the task, in order."""
@@ -153,9 +157,11 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     configs = sweep_configs(launcher, job_overrides, initial_job_idx)
     try:
-        for sweep_config in configs:
-            check_folder_name(sweep_job_folder(sweep_config).absolute())
-        jobs = plan(launcher, configs, distinct_job_folders(configs))
+        folders = job_folders(configs)
+        for run_dir in folders:
+            check_folder_name(run_dir)
+        check_distinct_folders(configs, folders)
+        jobs = plan(launcher, configs, folders)
         gpus, cores = visible_gpus(), len(os.sched_getaffinity(0))
         slots = None if launcher.n_jobs == 1 else plan_slots(
             launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"), cores, gpus)
@@ -175,19 +181,19 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         command.job_started = True
     tasks = sorted([Task([(p, configs[p]) for p in group], True) for group in jobs.groups] +
                    [Task([(p, configs[p])], False) for p in jobs.alone],
-                   key=lambda task: task.jobs[0][0])
+                   key=lambda task: task.positions[0])
     if config.get("search") is None:  # a search's trials are never fused: its own lines
         print(plan_line(jobs.groups, len(jobs.alone), jobs.reasons) +
               (f", {min(len(slots), len(tasks))} at a time" if slots and len(tasks) > 1
                else ""), flush=True)
     if slots is not None:
         return on_workers(launcher, slots, configs,
-                          [([position for position, _ in task.jobs], task) for task in tasks],
+                          [(task.positions, task) for task in tasks],
                           run_task)
     returns: dict[int, JobReturn] = {}
     for task in tasks:
         returned = run_task(launcher.hydra_context, launcher.task_function, task)
-        returns.update(zip([position for position, _ in task.jobs], returned, strict=True))
+        returns.update(zip(task.positions, returned, strict=True))
         if INTERRUPTS.received is not None:
             raise sweep_stopped(config.get("search") is not None, str(config.hydra.sweep.dir))
     return [returns[position] for position in sorted(returns)]
