@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from dlfoundations.data.resumable_loader import EpochRandomSampler
 from dlfoundations.fused.controls import precision_dtype
@@ -28,7 +27,7 @@ from dlfoundations.fused.rules import RULES, StackedOptimizer
 from dlfoundations.fused.split import StackedSplit, batches
 from dlfoundations.fused.stacked import StackedNetwork
 from dlfoundations.fused.step import train_step
-from dlfoundations.fused.testing import test_together
+from dlfoundations.fused.testing import evaluated_batches, test_together
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.status import Status
 
@@ -153,17 +152,10 @@ class FusedGroup:
     @torch.no_grad()
     def evaluate(self, split: StackedSplit, limit: int | float | None) -> torch.Tensor:
         """Each member's mean loss and accuracy over ``split`` (K, 2), in order."""
-        self.network.eval()
         means = MemberMeans(len(self.members), self.device)
-        for index in range(batches(limit, len(split), self.batch_size)):
-            stop = min(len(split), (index + 1) * self.batch_size)
-            rows = torch.arange(index * self.batch_size, stop, device=self.device)
-            x, y = split.batch(rows.expand(split.copies, -1), self.dtype)
-            logits = self.network(x)
-            loss = F.cross_entropy(logits.flatten(0, 1), y.expand(len(self.members), -1)
-                                   .flatten(), reduction="none")
-            means.update(loss.view(len(self.members), -1).mean(dim=1),
-                         (logits.argmax(dim=2) == y).sum(dim=1), len(rows))
+        for _ in evaluated_batches(self.network, split, self.batch_size, limit, self.dtype,
+                                   means):
+            pass
         return torch.stack((means.losses(), means.accuracies()), dim=1).double()
 
     def validate_and_save(self) -> None:

@@ -6,6 +6,7 @@ figures that ``TestImages`` draws."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -26,17 +27,14 @@ class MemberTest:
     wrong: list[tuple[torch.Tensor, int, int]] = field(default_factory=list)
 
 
-@torch.no_grad()
-def test_together(network: StackedNetwork, split: StackedSplit, batch_size: int,
-                  limit: int | float | None, dtype: torch.dtype, num_images: int,
-                  classes: int) -> list[MemberTest]:
-    """Every member's test (the network holding each member's weights to test)."""
+def evaluated_batches(network: StackedNetwork, split: StackedSplit, batch_size: int,
+                      limit: int | float | None, dtype: torch.dtype, means: MemberMeans
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The batches of an evaluation over ``split`` (``limit`` of it, in order) through the
+    network in evaluation mode, each member's mean loss and correct count added to ``means``:
+    each batch's x (K or 1, B, ...), labels (K, B) and predicted classes (K, B)."""
     network.eval()
     members = network.flat.shape[0]
-    means = MemberMeans(members, network.flat.device)
-    confusion = torch.zeros(members, classes * classes, dtype=torch.int64,
-                            device=network.flat.device)
-    wrong: list[list[tuple[torch.Tensor, int, int]]] = [[] for _ in range(members)]
     for index in range(batches(limit, len(split), batch_size)):
         stop = min(len(split), (index + 1) * batch_size)
         rows = torch.arange(index * batch_size, stop, device=network.flat.device)
@@ -46,6 +44,20 @@ def test_together(network: StackedNetwork, split: StackedSplit, batch_size: int,
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
         predicted = logits.argmax(dim=2)
         means.update(loss.view(members, -1).mean(dim=1), (predicted == y).sum(dim=1), len(rows))
+        yield x, y, predicted
+
+
+@torch.no_grad()
+def test_together(network: StackedNetwork, split: StackedSplit, batch_size: int,
+                  limit: int | float | None, dtype: torch.dtype, num_images: int,
+                  classes: int) -> list[MemberTest]:
+    """Every member's test (the network holding each member's weights to test)."""
+    members = network.flat.shape[0]
+    means = MemberMeans(members, network.flat.device)
+    confusion = torch.zeros(members, classes * classes, dtype=torch.int64,
+                            device=network.flat.device)
+    wrong: list[list[tuple[torch.Tensor, int, int]]] = [[] for _ in range(members)]
+    for x, y, predicted in evaluated_batches(network, split, batch_size, limit, dtype, means):
         confusion.scatter_add_(1, y * classes + predicted, torch.ones_like(y))
         for k in range(members):
             if len(wrong[k]) < num_images:
