@@ -19,7 +19,7 @@ from tests.fused_runs import largest_difference, log_lines, metrics_of, weights
 from tests.in_process import SMALL, run_in_process
 
 
-def written_by_fused_group(run_dir: Path) -> bool:
+def holds_fused_state(run_dir: Path) -> bool:
     return "fused" in torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
 
 
@@ -89,7 +89,7 @@ def test_the_default_fuses_what_it_computes_exactly_and_runs_the_rest_alone(
     assert basic.status == 0, basic.output[-3000:]
     for job, fused in (("0", False), ("1", True), ("2", False), ("3", True)):
         ours, theirs = tmp_path / "auto" / job, tmp_path / "basic" / job
-        assert written_by_fused_group(ours) is fused and not written_by_fused_group(theirs)
+        assert holds_fused_state(ours) is fused and not holds_fused_state(theirs)
         difference = largest_difference(weights(ours), weights(theirs))
         assert difference < 1e-9 if fused else difference == 0, (job, difference)
         assert metrics_of(ours)["status"] == "completed"
@@ -118,6 +118,6 @@ def test_a_resumed_sweep_goes_back_to_the_launcher_that_wrote_each_job(
     for job in ("0", "1"):
         after = metrics_of(tmp_path / job)
         assert after["status"] == "completed"
-        assert written_by_fused_group(tmp_path / job) is (launcher == "fused")
+        assert holds_fused_state(tmp_path / job) is (launcher == "fused")
         for key in ("test/acc", "val/acc", "global_step"):
             assert after[key] == before[job][key], (job, key)
