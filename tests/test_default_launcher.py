@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from dlfoundations.errors import UserError
 from dlfoundations.fused.grouping import plan_line, split_groups
 from dlfoundations.fused.plan import reason, resumed_from
+from tests.conftest import start_script
 from tests.fused_runs import largest_difference, log_lines, metrics_of, weights
 from tests.in_process import SMALL, run_in_process
 
@@ -110,7 +111,8 @@ def test_a_resumed_sweep_goes_back_to_the_launcher_that_wrote_each_job(
     before = {job: metrics_of(tmp_path / job) for job in ("0", "1")}
     for job in ("0", "1"):
         (tmp_path / job / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
-    outcome = run_in_process("train.py", "-m", *sweep, "resume=true")
+    outcome = run_in_process("train.py", "-m", *sweep, "resume=true",  # in this process, which
+                             "hydra.launcher.n_jobs=1")  # holds the folders' claims
     assert outcome.status == 0, outcome.output[-3000:]
     assert "not allowed" not in outcome.output
     assert ("2 jobs in 1 fused group of 2" if launcher == "fused" else
@@ -121,3 +123,45 @@ def test_a_resumed_sweep_goes_back_to_the_launcher_that_wrote_each_job(
         assert holds_fused_state(tmp_path / job) is (launcher == "fused")
         for key in ("test/acc", "val/acc", "global_step"):
             assert after[key] == before[job][key], (job, key)
+
+
+def claimed_by(run_dir: Path) -> int:
+    """The process that claimed the job's folder (the one its run ran in)."""
+    return json.loads((run_dir / ".claim").read_text())["pid"]
+
+
+@pytest.mark.slow
+def test_a_ddp_job_runs_in_the_launchers_own_process_after_the_workers(tmp_path: Path,
+                                                                        raw_paths: dict) -> None:
+    """With workers (``n_jobs: null``, the default), a job of two processes cannot run on a
+    worker: it runs in the launcher's own process (where, with ``ddp``, its own run refuses
+    it), the one-process jobs on the two workers."""
+    sweep = start_script("train.py", "-m", "model=softmax", *SMALL, "trainer=ddp_cpu",
+                         "trainer.devices=1,2", "optim=sgd,adam",
+                         f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                         "hydra.sweep.subdir=${hydra.job.num}", log=tmp_path / "sweep.log")
+    assert sweep.wait(timeout=600) == 0, (tmp_path / "sweep.log").read_text()[-3000:]
+    assert ", 2 at a time" in (tmp_path / "sweep.log").read_text()
+    jobs = [tmp_path / "sweep" / str(job) for job in range(4)]  # devices 1, 1, 2, 2
+    assert [metrics_of(job)["status"] for job in jobs] == ["completed"] * 2 + ["failed"] * 2
+    assert all("not allowed inside a multirun" in metrics_of(job)["reason"] for job in jobs[2:])
+    assert claimed_by(jobs[2]) == claimed_by(jobs[3]) == sweep.pid
+    assert len({claimed_by(jobs[0]), claimed_by(jobs[1]), sweep.pid}) == 3
+
+
+def test_workers_take_the_launchers_environment_and_folder_as_they_are_at_launch(
+        tmp_path: Path, raw_paths: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU workers are forked from a server that started with an earlier sweep in this
+    process: two sweeps from two folders, with a relative sweep folder and a job folder named
+    from an environment variable, each write where their own command says."""
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        monkeypatch.setenv("DLF_TEST_SUBDIR", name)
+        outcome = run_in_process("train.py", "-m", "model=softmax", *SMALL, "optim=sgd,adam",
+                                 "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep",
+                                 "hydra.sweep.subdir=${oc.env:DLF_TEST_SUBDIR}${hydra.job.num}")
+        assert outcome.status == 0, outcome.output[-3000:]
+        assert "2 jobs in 2 fused groups of 1, 2 at a time" in outcome.output
+        assert sorted(path.parent.name for path in (tmp_path / name / "sweep").glob(
+            "*/metrics.json")) == [f"{name}0", f"{name}1"]

@@ -84,17 +84,15 @@ def test_jobs_side_by_side_equal_jobs_one_after_another(tmp_path: Path, raw_path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", ["hydra/launcher=side_by_side", "hydra.launcher.n_jobs=null"])
-def test_ddp_jobs_are_refused_before_any_job_runs(workers: str, tmp_path: Path) -> None:
-    """Side by side, or with the default launcher's jobs on workers (a DDP job is not fused:
-    it would run alone on a worker)."""
-    result = run_script("train.py", "-m", workers, "trainer=ddp_cpu", "optim=sgd,adam",
-                        f"hydra.sweep.dir={tmp_path}")
+def test_ddp_jobs_are_refused_before_any_job_runs(tmp_path: Path) -> None:
+    """(The default launcher runs them in its own process: tests/test_default_launcher.py.)"""
+    result = run_script("train.py", "-m", "hydra/launcher=side_by_side", "trainer=ddp_cpu",
+                        "optim=sgd,adam", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: trainer.devices=2 is not allowed with {workers}: each job runs "
-        "in one process on one device; run multi-process jobs one after another (the default "
-        "launcher, with hydra.launcher.n_jobs=1) or with hydra/launcher=slurm.")
+        "error: trainer.devices=2 is not allowed with hydra/launcher=side_by_side: each job runs "
+        "in one process on one device; run multi-process jobs with the default launcher (which "
+        "runs them in its own process, one after another) or with hydra/launcher=slurm.")
     assert not list(tmp_path.glob("*/metrics.json"))
 
 

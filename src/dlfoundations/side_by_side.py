@@ -1,9 +1,11 @@
 """Worker processes that run a sweep's jobs side by side, each pinned to its slot: a share of
 the cores (torch threads) and, on a GPU machine, one GPU (``CUDA_VISIBLE_DEVICES``).
 
-Workers are started once per sweep (``spawn``: a fresh interpreter that imports the script),
-then take one task at a time (a job; for the fused launcher, a fused group), so a job pays no
-start-up of its own. They run in their own
+Workers are started once per sweep, then take one task at a time (a job; for the fused
+launcher, a fused group), so a job pays no start-up of its own. On a CPU machine they are
+forked from a server process that imported torch, Lightning and the project once
+(``forkserver``, started as the launcher is set up, while Hydra composes the jobs); with GPUs
+each is a fresh interpreter (``spawn``) that sees only its own GPU. They run in their own
 process group: Ctrl-C reaches the launcher only, which forwards every signal it receives to
 the workers (the jobs save ``last.ckpt`` and end ``interrupted``), starts no further job, and
 stops the sweep with its summary. A worker that dies leaves its job ``failed`` and is replaced.
@@ -37,6 +39,9 @@ from dlfoundations.status import Status
 
 #: how often the launcher looks at signals and at its workers while it waits, in seconds
 POLL_S = 0.2
+#: what the server that CPU workers are forked from imports first: a spawned worker spent
+#: about 5 s of a 2-core CPU importing these before its first job
+PRELOAD = ["dlfoundations.run.train", "dlfoundations.fused.group", "dlfoundations.fused.launch"]
 
 
 @dataclass(frozen=True)
@@ -74,19 +79,60 @@ def plan_slots(n_jobs: Any, jobs_per_gpu: Any, threads: Any, cores: int, gpus: l
     return [Slot(i, per_job, gpus[i % len(gpus)] if gpus else None) for i in range(n_jobs)]
 
 
-def check_one_process(sweep_config: DictConfig, on: str = "hydra/launcher=side_by_side"
-                      ) -> None:
-    """A job on a worker is one process on one device: DDP jobs are refused before any job
-    runs (``on``: what put the jobs on workers, as the sentence names it)."""
+def multi_process(sweep_config: DictConfig) -> str | None:
+    """What makes the job more than one process on one device (e.g. ``trainer.devices=2``);
+    None for a job a worker can run."""
     trainer = sweep_config.get("trainer") or {}
     for key in ("devices", "num_nodes"):
         value = trainer.get(key, 1)
         if value != 1:
-            raise UserError(
-                f"trainer.{key}={value} is not allowed with {on}: each job runs in one "
-                "process on one device; run multi-process jobs one after another (the default "
-                "launcher, with hydra.launcher.n_jobs=1) or with hydra/launcher=slurm."
-            )
+            return f"trainer.{key}={value}"
+    return None
+
+
+def check_one_process(sweep_config: DictConfig, on: str = "hydra/launcher=side_by_side"
+                      ) -> None:
+    """A job on a worker is one process on one device: DDP jobs are refused before any job
+    runs (``on``: what put the jobs on workers, as the sentence names it)."""
+    what = multi_process(sweep_config)
+    if what is not None:
+        raise UserError(
+            f"{what} is not allowed with {on}: each job runs in one process on one device; "
+            "run multi-process jobs with the default launcher (which runs them in its own "
+            "process, one after another) or with hydra/launcher=slurm."
+        )
+
+
+def start_method(gpus: list[str]) -> str:
+    """How workers start: forked from a server that imported ``PRELOAD`` once
+    (``forkserver``) on a CPU machine; with GPUs, fresh (``spawn``), so that each worker's
+    CUDA starts with its own ``CUDA_VISIBLE_DEVICES``. Never forked from the launcher's own
+    process, which may have trained: GNU OpenMP's threads do not survive a fork, and a child
+    that computes on more than one thread then waits forever."""
+    return "spawn" if gpus else "forkserver"
+
+
+def prepare_workers(launcher: Any, jobs: int) -> None:
+    """As the launcher is set up: start the server CPU workers are forked from, where the
+    sweep of ``jobs`` jobs will have more than one worker."""
+    gpus = visible_gpus()
+    try:
+        slots = plan_slots(launcher.n_jobs, launcher.jobs_per_gpu,
+                           launcher.config.get("threads"), len(os.sched_getaffinity(0)), gpus)
+    except UserError:  # refused, in its own sentence, as the sweep launches
+        return
+    if launcher.uses_workers(jobs, len(slots)):
+        start_server(gpus)
+
+
+def start_server(gpus: list[str]) -> None:
+    """Start the server CPU workers are forked from, where they will be (its imports then
+    overlap the launcher's own work, e.g. Hydra composing the jobs)."""
+    if start_method(gpus) == "forkserver":
+        from multiprocessing import forkserver
+
+        multiprocessing.set_forkserver_preload(PRELOAD)
+        forkserver.ensure_running()
 
 
 @contextmanager
@@ -104,6 +150,14 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def pinned(slot: Slot) -> dict[str, str]:
+    """The environment variables that pin a worker to its slot."""
+    variables = {"OMP_NUM_THREADS": str(slot.threads)}
+    if slot.gpu is not None:
+        variables["CUDA_VISIBLE_DEVICES"] = slot.gpu
+    return variables
+
+
 #: what a worker does with one task: the returns of the jobs it ran, in the task's order
 Work = Callable[[Any, Any, Any], list[JobReturn]]
 
@@ -116,23 +170,31 @@ def run_one(hydra_context: Any, task_function: Any, sweep_config: DictConfig) ->
                     job_subdir_key="hydra.sweep.subdir")]
 
 
-def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: int) -> None:
-    """A worker's life: take tasks until told to stop (None) or the launcher is gone."""
+def serve(slot: Slot, payload: bytes, tasks: Any, results: Any) -> None:
+    """A worker's life: take tasks until told to stop (None) or the launcher is gone (its
+    parent, the launcher or the server it was forked from, which ends with the launcher)."""
+    parent = os.getppid()
     os.setpgrp()  # signals come from the launcher only, each once
+    from dlfoundations.environment import set_up_process
     from dlfoundations.interrupts import INTERRUPTS
 
+    environ, cwd, hydra_context, task_function, singleton_state, work = cloudpickle.loads(
+        payload)
+    os.environ.clear()  # the launcher's as it is now (a forked worker's server started
+    os.environ.update({**environ, **pinned(slot)})  # earlier, maybe in another test)
+    os.chdir(cwd)
+    set_up_process()  # a forked worker's server did not run the script's
     INTERRUPTS.install()
     import torch
 
     torch.set_num_threads(slot.threads)
-    hydra_context, task_function, singleton_state, work = cloudpickle.loads(payload)
     setup_globals()
     Singleton.set_state(singleton_state)
     while True:
         try:
             task = tasks.get(timeout=1.0)
         except queue.Empty:
-            if os.getppid() != launcher_pid:
+            if os.getppid() != parent:
                 return
             continue
         if task is None:
@@ -146,7 +208,9 @@ class Workers:
     queue; one result queue."""
 
     def __init__(self, slots: list[Slot], payload: bytes) -> None:
-        self.context = multiprocessing.get_context("spawn")
+        gpus = [slot.gpu for slot in slots if slot.gpu is not None]
+        start_server(gpus)
+        self.context = multiprocessing.get_context(start_method(gpus))
         self.slots, self.payload = slots, payload
         self.results = self.context.Queue()
         self.processes: dict[int, Any] = {}
@@ -154,13 +218,10 @@ class Workers:
 
     def start(self, slot: Slot) -> None:
         self.tasks[slot.index] = self.context.Queue()
-        pinned = {"OMP_NUM_THREADS": str(slot.threads)}
-        if slot.gpu is not None:
-            pinned["CUDA_VISIBLE_DEVICES"] = slot.gpu
         process = self.context.Process(
             target=serve, name=f"side-by-side-{slot.index}", daemon=True,
-            args=(slot, self.payload, self.tasks[slot.index], self.results, os.getpid()))
-        with environment(**pinned):
+            args=(slot, self.payload, self.tasks[slot.index], self.results))
+        with environment(**pinned(slot)):  # from its start, where it is spawned
             process.start()
         self.processes[slot.index] = process
 
@@ -261,22 +322,24 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     command = COMMAND.get()
     if command is not None:  # from here on a fault is a job's or a bug, not the command line's
         command.job_started = True
-    return on_workers(launcher, slots, configs,
-                      [([position], config) for position, config in enumerate(configs)], run_one)
+    returns = on_workers(launcher, slots, configs,
+                         [([position], config) for position, config in enumerate(configs)],
+                         run_one)
+    return [returns[position] for position in sorted(returns)]
 
 
 def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
-               tasks: list[tuple[list[int], Any]], work: Work) -> list[JobReturn]:
+               tasks: list[tuple[list[int], Any]], work: Work) -> dict[int, JobReturn]:
     """Hand each task (the positions of its jobs among ``configs``, and what ``work`` takes)
     to a free worker; a job's line is printed as its task returns. Signals are forwarded to
     the workers and end the sweep (exit status 3); a worker that dies leaves its jobs
-    ``failed``. Returns every job's return, in the order of ``configs``."""
+    ``failed``. Returns each job's return by its position among ``configs``."""
     from dlfoundations.interrupts import INTERRUPTS
     from dlfoundations.run.cli import sweep_stopped
 
     config = launcher.config
-    payload = cloudpickle.dumps((launcher.hydra_context, launcher.task_function,
-                                 Singleton.get_state(), work))
+    payload = cloudpickle.dumps((dict(os.environ), os.getcwd(), launcher.hydra_context,
+                                 launcher.task_function, Singleton.get_state(), work))
     workers = Workers(slots[:len(tasks)], payload)
     pending = deque(enumerate(item for _, item in tasks))
     returns: dict[int, JobReturn] = {}
@@ -310,4 +373,4 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
         workers.stop()
     if INTERRUPTS.received is not None:
         raise sweep_stopped(config.get("search") is not None, str(config.hydra.sweep.dir))
-    return [returns[position] for position in sorted(returns)]
+    return returns

@@ -26,8 +26,8 @@ from dlfoundations.run import console
 from dlfoundations.run.cli import COMMAND
 from dlfoundations.side_by_side import (
     check_distinct_folders,
-    check_one_process,
     job_folders,
+    multi_process,
     on_workers,
     plan_slots,
     run_one,
@@ -147,8 +147,9 @@ def plan(launcher: Any, configs: list[DictConfig], folders: list[Path]) -> Plan:
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
            ) -> Sequence[JobReturn]:
     """Plan the groups (and, for the default launcher, the jobs alone); run them one after
-    another here (``n_jobs: 1``) or side by side on the side-by-side launcher's workers
-    (several groups share a GPU with ``jobs_per_gpu``)."""
+    another here (``n_jobs: 1``, or one slot) or side by side on the side-by-side launcher's
+    workers (several groups share a GPU with ``jobs_per_gpu``). A job alone that is more than
+    one process (DDP) runs here, after the workers' tasks."""
     from dlfoundations.run.cli import sweep_stopped
 
     config = launcher.config
@@ -163,35 +164,32 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         check_distinct_folders(configs, folders)
         jobs = plan(launcher, configs, folders)
         gpus, cores = visible_gpus(), len(os.sched_getaffinity(0))
-        slots = None if launcher.n_jobs == 1 else plan_slots(
+        slots = [] if launcher.n_jobs == 1 else plan_slots(
             launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"), cores, gpus)
-        if slots is not None:
-            for position in jobs.alone:
-                check_one_process(configs[position], on="hydra.launcher.n_jobs="
-                                  f"{'null' if launcher.n_jobs is None else launcher.n_jobs}")
-            if not gpus:  # on a GPU, more members per step cost nothing; the jobs alone
-                # take workers of their own
-                jobs.groups = split_groups(jobs.groups,
-                                           min(len(slots), cores) - len(jobs.alone))
     except UserError as err:
         raise refused(err) from err
     HydraConfig.instance().set_config(config)  # the sweep's again, as the workers get it
     command = COMMAND.get()
     if command is not None:  # from here on a fault is a job's or a bug, not the command line's
         command.job_started = True
+    processes = {position for position in jobs.alone if multi_process(configs[position])}
+    if len(slots) > 1 and not gpus:  # on a GPU, more members per step cost nothing
+        jobs.groups = split_groups(jobs.groups, min(len(slots), cores) -
+                                   len(jobs.alone) + len(processes))
     tasks = sorted([Task([(p, configs[p]) for p in group], True) for group in jobs.groups] +
                    [Task([(p, configs[p])], False) for p in jobs.alone],
                    key=lambda task: task.positions[0])
+    spread = [task for task in tasks if task.fused or task.positions[0] not in processes]
+    if len(slots) < 2 or len(spread) < 2:
+        spread = []
     if config.get("search") is None:  # a search's trials are never fused: its own lines
         print(plan_line(jobs.groups, len(jobs.alone), jobs.reasons) +
-              (f", {min(len(slots), len(tasks))} at a time" if slots and len(tasks) > 1
-               else ""), flush=True)
-    if slots is not None:
-        return on_workers(launcher, slots, configs,
-                          [(task.positions, task) for task in tasks],
-                          run_task)
-    returns: dict[int, JobReturn] = {}
+              (f", {min(len(slots), len(spread))} at a time" if spread else ""), flush=True)
+    returns = on_workers(launcher, slots, configs, [(task.positions, task) for task in spread],
+                         run_task) if spread else {}
     for task in tasks:
+        if task in spread:
+            continue
         returned = run_task(launcher.hydra_context, launcher.task_function, task)
         returns.update(zip(task.positions, returned, strict=True))
         if INTERRUPTS.received is not None:

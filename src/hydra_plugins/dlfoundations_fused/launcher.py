@@ -23,6 +23,9 @@ class FusedLauncher(SideBySideLauncher):
     def __init__(self, n_jobs: int | None = 1, jobs_per_gpu: int = 1) -> None:
         super().__init__(n_jobs, jobs_per_gpu)
 
+    def uses_workers(self, jobs: int, slots: int) -> bool:
+        return self.n_jobs != 1 and jobs > 1 and slots > 1
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
                ) -> Sequence[JobReturn]:
         from dlfoundations.fused import launch

@@ -32,6 +32,15 @@ class SideBySideLauncher(Launcher):
               config: DictConfig) -> None:
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
         self.composed = composed_configs(hydra_context.config_loader)
+        from dlfoundations.progress import sweep_plan
+        from dlfoundations.side_by_side import prepare_workers
+
+        prepare_workers(self, sweep_plan(config)[0])  # while Hydra composes the jobs
+
+    def uses_workers(self, jobs: int, slots: int) -> bool:
+        """Whether a sweep of ``jobs`` jobs, given ``slots`` workers' slots, will run on
+        worker processes (as the launcher is set up, before the jobs are composed)."""
+        return True
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
                ) -> Sequence[JobReturn]:
