@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -42,12 +43,13 @@ QUICK = ("model=softmax", "optim=sgd,adam", "data.batch_size=256,1024", "trainer
 
 #: the launchers compared: one job after another (Hydra's own launcher) with torch's own thread
 #: count (all cores) and with one thread (what a side-by-side job gets on a machine with as
-#: many cores as jobs); the multirun's default (``hydra/launcher=auto``: fused where exact)
+#: many cores as jobs); the multirun's default (``hydra/launcher=auto``: fused where exact, one
+#: worker per core), and the same with its tasks one after another in its own process
 MODES = {"sequential": ("hydra/launcher=basic",),
          "sequential_1_thread": ("hydra/launcher=basic", "threads=1"),
          "side_by_side": ("hydra/launcher=side_by_side",), "fused": ("hydra/launcher=fused",),
          "fused_side_by_side": ("hydra/launcher=fused", "hydra.launcher.n_jobs=null"),
-         "default": ()}
+         "default": (), "default_one_process": ("hydra.launcher.n_jobs=1",)}
 
 
 def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> dict[str, Any]:
@@ -63,8 +65,10 @@ def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> 
     fused = "hydra/launcher=fused" in launcher or not launcher  # the default fuses these sweeps
     training = sum(sum(seconds) for seconds in (set(epochs) if fused else epochs))
     per_gpu = [part.split("=")[1] for part in launcher if "jobs_per_gpu=" in part]
-    workers = int(per_gpu[0]) if per_gpu else 2 if "side_by_side" in " ".join(launcher) or \
-        "n_jobs=null" in " ".join(launcher) else 1
+    on_workers = not launcher or "side_by_side" in " ".join(launcher) or \
+        "n_jobs=null" in " ".join(launcher)  # the default: one worker per core
+    workers = int(per_gpu[0]) if per_gpu else \
+        len(os.sched_getaffinity(0)) if on_workers else 1
     samples = sum(job.metrics["global_step"] * job.metrics["global_batch_size"] for job in jobs)
     return {"wall_s": round(wall, 1), "jobs": len(jobs), "startup_s": round(startup, 1),
             "training_s": round(training, 1),

@@ -104,8 +104,8 @@ def test_sweep_benchmark_measures_every_launcher(tmp_path: Path, raw_paths: dict
     result = run_script("benchmarks/sweep.py", "--quick", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     bench = json.loads(out.read_text())
-    assert sorted(bench) == ["default", "fused", "fused_side_by_side", "sequential",
-                             "sequential_1_thread", "side_by_side"]
+    assert sorted(bench) == ["default", "default_one_process", "fused", "fused_side_by_side",
+                             "sequential", "sequential_1_thread", "side_by_side"]
     for (measured,) in bench.values():
         assert measured["jobs"] == 4 and measured["wall_s"] > measured["training_s"] / 4 > 0
         assert measured["startup_s"] > 0 and measured["fixed_cost_per_job_s"] > 0

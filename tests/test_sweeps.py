@@ -16,6 +16,10 @@ from tests.conftest import compose_train, run_script
 COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_step", "lr")
 TINY = ("trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=2")
+#: the jobs one after another in the sweep's own process, where a probe's signal to its own
+#: process is the user's Ctrl-C (on workers, Ctrl-C reaches the launcher, which hands it on:
+#: tests/test_side_by_side.py, tests/test_fused.py)
+IN_THE_SWEEPS_PROCESS = "hydra.launcher.n_jobs=1"
 
 
 def sweep(tmp_path: Path, *overrides: str) -> tuple[Path, str]:
@@ -86,7 +90,7 @@ def test_ctrl_c_stops_the_whole_sweep_with_a_summary(tmp_path: Path, raw_paths: 
     starts, the summary covers what ran, exit status 3, no traceback."""
     result = run_script("train.py", "-m", f"paths.output_root={tmp_path}", *TINY,
                         "+callbacks.probe._target_=tests.signal_probe.SignalAtStep",
-                        "+callbacks.probe.step=100,2,99")
+                        "+callbacks.probe.step=100,2,99", IN_THE_SWEEPS_PROCESS)
     assert result.returncode == 3, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert "Sweep stopped by SIGINT; no further job starts" in result.stderr
@@ -110,7 +114,8 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path: Path
     last.ckpt; the third runs. Every job then equals a sweep that was never interrupted."""
     probe = ("+callbacks.probe._target_=tests.signal_probe.SignalAtStep",
              "+callbacks.probe.step=100,2,99", f"+callbacks.probe.once_file={tmp_path / 'sent'}",
-             "hydra.sweep.subdir=${hydra.job.num}")  # job folders 0, 1, 2: short names
+             "hydra.sweep.subdir=${hydra.job.num}",  # job folders 0, 1, 2: short names
+             IN_THE_SWEEPS_PROCESS)
     first = tmp_path / "sweep"
     command = ("train.py", "-m", *TINY, *probe, f"hydra.sweep.dir={first}")
     assert run_script(*command).returncode == 3

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 from dlfoundations.errors import UserError, refused
 from dlfoundations.fused.controls import check_folder_name, check_fusable
 from dlfoundations.fused.grouping import fused_groups, plan_line, split_groups
-from dlfoundations.fused.member import Member, build_member, open_member
 from dlfoundations.fused.plan import Plan, plan_jobs, resumed_from
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.run import console
@@ -34,6 +33,9 @@ from dlfoundations.side_by_side import (
     sweep_configs,
     visible_gpus,
 )
+
+if TYPE_CHECKING:  # Lightning is imported where a group trains: not by a launcher whose
+    from dlfoundations.fused.member import Member  # workers train every group
 
 
 def job_return(member: Member) -> JobReturn:
@@ -50,7 +52,8 @@ def job_return(member: Member) -> JobReturn:
 def train_group(members: list[Member]) -> None:
     """Build the group's members, train those that were built together, write each one's
     outputs. A signal ends the sweep (``RunInterrupted`` goes up)."""
-    from dlfoundations.fused.group import FusedGroup  # torch: only once a sweep launches
+    from dlfoundations.fused.group import FusedGroup
+    from dlfoundations.fused.member import build_member
 
     built: list[Member] = []
     for member in members:
@@ -94,6 +97,8 @@ def run_group(hydra_context: Any, task_function: Any,
     """One fused group (its jobs' positions and configs) trained in this process, with
     Hydra's callbacks around each job; every job's return, in order. A signal stops the
     group (each member saved ``interrupted``); the caller ends the sweep."""
+    from dlfoundations.fused.member import open_member
+
     console.close_run_logs()  # e.g. of a job that ran alone before the group, in this process
     members = [open_member(position, sweep_config) for position, sweep_config in jobs]
     console.configure(any(member.cfg.get("verbose") for member in members))
