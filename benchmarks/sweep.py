@@ -62,7 +62,8 @@ def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> 
     jobs = find_jobs(folder)
     startup = min((job.path / ".claim").stat().st_mtime for job in jobs) - wall_clock
     epochs = [tuple(value for _, value in job.curves.get("train/epoch_s", [])) for job in jobs]
-    fused = "hydra/launcher=fused" in launcher or not launcher  # the default fuses these sweeps
+    fused = "hydra/launcher=fused" in launcher or not any(  # the default fuses these sweeps
+        part.startswith("hydra/launcher=") for part in launcher)
     training = sum(sum(seconds) for seconds in (set(epochs) if fused else epochs))
     per_gpu = [part.split("=")[1] for part in launcher if "jobs_per_gpu=" in part]
     on_workers = not launcher or "side_by_side" in " ".join(launcher) or \
