@@ -18,6 +18,8 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -80,13 +82,19 @@ def plan_slots(n_jobs: Any, jobs_per_gpu: Any, threads: Any, cores: int, gpus: l
 
 
 def multi_process(sweep_config: DictConfig) -> str | None:
-    """What makes the job more than one process on one device (e.g. ``trainer.devices=2``);
-    None for a job a worker can run."""
+    """What makes the job more than one process on one device (e.g. ``trainer.devices=2``, or
+    ``trainer.strategy=ddp_spawn``, which starts processes even for one device); None for a
+    job a worker can run."""
+    from dlfoundations.run.cli import START_METHODS_IN_PROCESS
+
     trainer = sweep_config.get("trainer") or {}
     for key in ("devices", "num_nodes"):
         value = trainer.get(key, 1)
         if value != 1:
             return f"trainer.{key}={value}"
+    strategy = trainer.get("strategy")
+    if isinstance(strategy, str) and strategy.startswith(START_METHODS_IN_PROCESS):
+        return f"trainer.strategy={strategy}"
     return None
 
 
@@ -103,36 +111,71 @@ def check_one_process(sweep_config: DictConfig, on: str = "hydra/launcher=side_b
         )
 
 
-def start_method(gpus: list[str]) -> str:
-    """How workers start: forked from a server that imported ``PRELOAD`` once
-    (``forkserver``) on a CPU machine; with GPUs, fresh (``spawn``), so that each worker's
-    CUDA starts with its own ``CUDA_VISIBLE_DEVICES``. Never forked from the launcher's own
-    process, which may have trained: GNU OpenMP's threads do not survive a fork, and a child
-    that computes on more than one thread then waits forever."""
-    return "spawn" if gpus else "forkserver"
-
-
 def prepare_workers(launcher: Any, jobs: int) -> None:
     """As the launcher is set up: start the server CPU workers are forked from, where the
-    sweep of ``jobs`` jobs will have more than one worker."""
+    sweep of ``jobs`` jobs will have more than one worker (its imports then overlap the
+    launcher's own work, e.g. Hydra composing the jobs)."""
     gpus = visible_gpus()
     try:
         slots = plan_slots(launcher.n_jobs, launcher.jobs_per_gpu,
                            launcher.config.get("threads"), len(os.sched_getaffinity(0)), gpus)
     except UserError:  # refused, in its own sentence, as the sweep launches
         return
-    if launcher.uses_workers(jobs, len(slots)):
-        start_server(gpus)
+    if launcher.uses_workers(jobs, len(slots)) and start_method(gpus) == "forkserver":
+        start_server()
 
 
-def start_server(gpus: list[str]) -> None:
-    """Start the server CPU workers are forked from, where they will be (its imports then
-    overlap the launcher's own work, e.g. Hydra composing the jobs)."""
-    if start_method(gpus) == "forkserver":
-        from multiprocessing import forkserver
+def start_method(gpus: list[str]) -> str:
+    """How workers start: on a CPU machine forked from a server that imported ``PRELOAD``
+    once (``forkserver``); with GPUs fresh (``spawn``), so that each worker's CUDA starts
+    with its own ``CUDA_VISIBLE_DEVICES``. Never forked from the launcher's own process,
+    which may have trained: GNU OpenMP's threads do not survive a fork, and a child that
+    computes on more than one thread then waits forever."""
+    return "spawn" if gpus else "forkserver"
 
-        multiprocessing.set_forkserver_preload(PRELOAD)
+
+def start_server() -> bool:
+    """Start the server CPU workers are forked from, unless it runs; False where it cannot
+    start (e.g. no writable folder for its socket: the workers are then spawned).
+
+    It starts with SIGINT ignored (a disposition that survives its exec; Python then leaves
+    it so), since it imports for seconds in the sweep's process group, where a Ctrl-C meant
+    for the sweep would end it with a traceback; the launcher hands every signal on to the
+    workers, which install their own handlers. Meanwhile SIGINT is blocked here, so that one
+    reaching the launcher waits and is acted on once the server has started."""
+    from multiprocessing import forkserver
+
+    multiprocessing.set_forkserver_preload(PRELOAD)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
         forkserver.ensure_running()
+    except OSError:
+        return False
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    return True
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_when_gone(launcher_pid: int) -> None:
+    """In a worker: once the launcher's process is gone (e.g. killed by SIGKILL), stop the
+    job as a signal would (its ``last.ckpt`` saved, ``interrupted``), so that no worker
+    trains on unsupervised."""
+    while running(launcher_pid):
+        time.sleep(POLL_S * 5)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextmanager
@@ -170,10 +213,8 @@ def run_one(hydra_context: Any, task_function: Any, sweep_config: DictConfig) ->
                     job_subdir_key="hydra.sweep.subdir")]
 
 
-def serve(slot: Slot, payload: bytes, tasks: Any, results: Any) -> None:
-    """A worker's life: take tasks until told to stop (None) or the launcher is gone (its
-    parent, the launcher or the server it was forked from, which ends with the launcher)."""
-    parent = os.getppid()
+def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: int) -> None:
+    """A worker's life: take tasks until told to stop (None) or the launcher is gone."""
     os.setpgrp()  # signals come from the launcher only, each once
     from dlfoundations.environment import set_up_process
     from dlfoundations.interrupts import INTERRUPTS
@@ -190,11 +231,12 @@ def serve(slot: Slot, payload: bytes, tasks: Any, results: Any) -> None:
     torch.set_num_threads(slot.threads)
     setup_globals()
     Singleton.set_state(singleton_state)
+    threading.Thread(target=stop_when_gone, args=(launcher_pid,), daemon=True).start()
     while True:
         try:
             task = tasks.get(timeout=1.0)
         except queue.Empty:
-            if os.getppid() != parent:
+            if not running(launcher_pid):
                 return
             continue
         if task is None:
@@ -208,36 +250,47 @@ class Workers:
     queue; one result queue."""
 
     def __init__(self, slots: list[Slot], payload: bytes) -> None:
-        gpus = [slot.gpu for slot in slots if slot.gpu is not None]
-        start_server(gpus)
-        self.context = multiprocessing.get_context(start_method(gpus))
+        self.method = start_method([slot.gpu for slot in slots if slot.gpu is not None])
+        self.context = multiprocessing.get_context(self.method)
         self.slots, self.payload = slots, payload
         self.results = self.context.Queue()
         self.processes: dict[int, Any] = {}
         self.tasks: dict[int, Any] = {}
 
     def start(self, slot: Slot) -> None:
+        if self.method == "forkserver" and not start_server():
+            self.method, self.context = "spawn", multiprocessing.get_context("spawn")
         self.tasks[slot.index] = self.context.Queue()
         process = self.context.Process(
             target=serve, name=f"side-by-side-{slot.index}", daemon=True,
-            args=(slot, self.payload, self.tasks[slot.index], self.results))
+            args=(slot, self.payload, self.tasks[slot.index], self.results, os.getpid()))
         with environment(**pinned(slot)):  # from its start, where it is spawned
             process.start()
         self.processes[slot.index] = process
 
     def give(self, slot: Slot, task: tuple[int, Any]) -> None:
-        if slot.index not in self.processes or not self.processes[slot.index].is_alive():
+        if slot.index not in self.processes or self.ended(slot.index) is not None:
             self.start(slot)
         self.tasks[slot.index].put(task)
 
+    def ended(self, index: int) -> int | None:
+        """The exit status of the slot's worker once it has ended; None while it runs. A
+        forked worker's status comes from the server it was forked from; where that server
+        is gone (255 then), the worker may still run and is asked directly."""
+        process = self.processes[index]
+        exitcode = process.exitcode
+        if exitcode is not None and self.method == "forkserver" and running(process.pid):
+            return None
+        return exitcode
+
     def signal(self, signum: int) -> None:
-        for process in self.processes.values():
-            if process.is_alive():
+        for index, process in self.processes.items():
+            if self.ended(index) is None:
                 os.kill(process.pid, signum)
 
     def stop(self) -> None:
-        for index, process in self.processes.items():
-            if process.is_alive():
+        for index in self.processes:
+            if self.ended(index) is None:
                 self.tasks[index].put(None)
         for process in self.processes.values():
             process.join()
@@ -363,7 +416,7 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
                 del busy[index]
             except queue.Empty:
                 for index, task in list(busy.items()):
-                    exitcode = workers.processes[index].exitcode
+                    exitcode = workers.ended(index)
                     if exitcode is not None:
                         for position in tasks[task][0]:
                             returns[position], reason = lost_job(configs[position], exitcode)

@@ -169,8 +169,10 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         check_distinct_folders(configs, folders)
         jobs = plan(launcher, configs, folders)
         gpus, cores = visible_gpus(), len(os.sched_getaffinity(0))
-        slots = [] if launcher.n_jobs == 1 else plan_slots(
-            launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"), cores, gpus)
+        slots = plan_slots(launcher.n_jobs, launcher.jobs_per_gpu, config.get("threads"),
+                           cores, gpus)  # checks every value, n_jobs=1 too
+        if launcher.n_jobs == 1:
+            slots = []
     except UserError as err:
         raise refused(err) from err
     HydraConfig.instance().set_config(config)  # the sweep's again, as the workers get it

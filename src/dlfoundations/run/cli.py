@@ -60,6 +60,9 @@ class Command:
 
 #: the command run in this process by ``run_app`` (None in a job's own process)
 COMMAND: ContextVar[Command | None] = ContextVar("command", default=None)
+#: DDP strategies whose extra processes Lightning starts from the run's own process, without
+#: re-running the script
+START_METHODS_IN_PROCESS = ("ddp_spawn", "ddp_fork", "ddp_notebook")
 
 
 def full_error_wanted() -> bool:

@@ -35,6 +35,7 @@ from dlfoundations.optim import scaled_lr
 from dlfoundations.run import console
 from dlfoundations.run.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
 from dlfoundations.run.checks import check_run_config
+from dlfoundations.run.cli import START_METHODS_IN_PROCESS
 from dlfoundations.run.console import in_multirun
 from dlfoundations.run.resume import resume_point
 from dlfoundations.status import Status
@@ -42,8 +43,6 @@ from dlfoundations.tensorboard_logger import RunTensorBoardLogger
 
 #: config groups whose choice and values are a run's hyperparameters
 GROUPS = ("model", "optim", "scheduler", "data", "init", "lr_scaling")
-#: strategies whose extra processes Lightning starts without re-running the script
-START_METHODS_IN_PROCESS = ("ddp_spawn", "ddp_fork", "ddp_notebook")
 
 
 def check_processes_are_safe(trainer: L.Trainer, strategy: Any) -> None:

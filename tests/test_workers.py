@@ -1,0 +1,122 @@
+"""The sweep's worker processes on a CPU machine: forked from a server that imported torch and
+Lightning once, and gone with the sweep, however it ends. Real sweeps in their own session,
+real signals, the processes read from /proc."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import script_command, wait_for
+from tests.fused_runs import metrics_of
+from tests.in_process import run_in_process
+
+#: two jobs that cannot be fused (the CSV logger): one on each of the two workers, each
+#: long enough to be stopped while it trains
+TWO_ALONE = ("-m", "model=mlp", "optim=sgd,adam", "logger=csv", "trainer.max_epochs=5",
+             "trainer.limit_train_batches=300", "trainer.limit_val_batches=2",
+             "trainer.limit_test_batches=2", "hydra.launcher.n_jobs=2",
+             "hydra.sweep.subdir=${hydra.job.num}")
+
+
+def start_sweep(sweep_dir: Path, log: Path) -> subprocess.Popen:
+    """The sweep in a session of its own (as a terminal starts it), SIGINT as Python's."""
+    command, env = script_command("train.py")
+    return subprocess.Popen(
+        [*command, *TWO_ALONE, f"hydra.sweep.dir={sweep_dir}"], env=env, stdout=log.open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
+
+
+def in_session(session: int) -> list[tuple[int, int, str]]:
+    """The processes of ``session`` (pid, parent's pid, command line), workers in their own
+    groups too."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append((int(entry.name), int(fields[1]), command))
+    return found
+
+
+def server(sweep: subprocess.Popen) -> int | None:
+    """The server the sweep's workers are forked from (they share its command line)."""
+    servers = [pid for pid, parent, command in in_session(sweep.pid)
+               if parent == sweep.pid and "multiprocessing.forkserver" in command]
+    return servers[0] if servers else None
+
+
+def both_claimed(sweep_dir: Path) -> bool:
+    return all((sweep_dir / job / ".claim").exists() for job in ("0", "1"))
+
+
+def none_left(session: int, seconds: float = 120) -> list[tuple[int, int, str]]:
+    """Wait until no process of ``session`` is left; what is left after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while in_session(session) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return in_session(session)
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_leaves_no_worker_training(tmp_path: Path, raw_paths: dict) -> None:
+    """SIGKILL to the sweep's process while both jobs train: each worker stops its job as a
+    signal would (``interrupted``, ``last.ckpt`` saved), and the workers and their server end."""
+    sweep_dir = tmp_path / "sweep"
+    sweep = start_sweep(sweep_dir, tmp_path / "sweep.log")
+    wait_for(lambda: both_claimed(sweep_dir), "both jobs started", sweep)
+    sweep.kill()
+    sweep.wait()
+    assert none_left(sweep.pid) == []
+    for job in ("0", "1"):
+        assert metrics_of(sweep_dir / job)["status"] == "interrupted"
+        assert (sweep_dir / job / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_a_killed_server_leaves_its_workers_jobs_to_finish(tmp_path: Path,
+                                                           raw_paths: dict) -> None:
+    """SIGKILL to the server the workers were forked from, while they train: the jobs go on
+    and complete, each reported once; nothing is left behind."""
+    sweep_dir = tmp_path / "sweep"
+    sweep = start_sweep(sweep_dir, tmp_path / "sweep.log")
+    wait_for(lambda: both_claimed(sweep_dir), "both jobs started", sweep)
+    os.kill(server(sweep), signal.SIGKILL)
+    assert sweep.wait(timeout=600) == 0
+    lines = [line for line in (tmp_path / "sweep.log").read_text().splitlines()
+             if line.startswith("[")]
+    assert len(lines) == 2 and all(": completed, val/acc" in line for line in lines), lines
+    assert [metrics_of(sweep_dir / job)["status"] for job in ("0", "1")] == ["completed"] * 2
+    assert none_left(sweep.pid) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_server_imports_ends_the_sweep_quietly(tmp_path: Path,
+                                                               raw_paths: dict) -> None:
+    """Ctrl-C (SIGINT to the whole group, as a terminal sends it) while the server still
+    imports: the sweep stops with exit status 3, no traceback, and no server is started
+    again."""
+    sweep = start_sweep(tmp_path / "sweep", tmp_path / "sweep.log")
+    wait_for(lambda: server(sweep) is not None, "the server started", sweep)
+    os.killpg(sweep.pid, signal.SIGINT)
+    assert sweep.wait(timeout=600) == 3
+    assert "Traceback" not in (tmp_path / "sweep.log").read_text()
+    assert none_left(sweep.pid) == []
+
+
+def test_n_jobs_must_be_a_whole_number_with_every_launcher(tmp_path: Path) -> None:
+    for launcher in ("hydra/launcher=auto", "hydra/launcher=fused"):
+        outcome = run_in_process("train.py", "-m", launcher, "optim=sgd,adam",
+                                 "hydra.launcher.n_jobs=true", f"hydra.sweep.dir={tmp_path}")
+        assert outcome.status == 2, outcome.output[-3000:]
+        assert ("error: hydra.launcher.n_jobs=True is not allowed: hydra.launcher.n_jobs must "
+                "be null or a whole number of at least 1.") in outcome.output
