@@ -5,7 +5,8 @@ another (Hydra's own launcher, with torch's own thread count and with one thread
 by side (``hydra/launcher=side_by_side``; with ``--jobs-per-gpu``, once per number of jobs per
 GPU) and fused (``hydra/launcher=fused``: the 6 jobs of each batch size as one stacked model;
 its groups one after another, and side by side on one worker per core) and with the
-multirun's default (``hydra/launcher=auto``, which fuses these jobs), the modes taking
+multirun's default (``hydra/launcher=auto``, which fuses these jobs; its groups on one worker
+per core, and with ``default_one_process`` one after another in its own process), the modes taking
 turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep: wall time; start-up
 (from the command's start to its first job's claim on its folder: imports, Hydra, the plan);
 time in training steps (the epochs' ``train/epoch_s``, counted once per fused group, whose
