@@ -200,6 +200,11 @@ def holder_is_alive(holder: dict[str, Any]) -> bool:
     pid = holder.get("pid")
     if not isinstance(pid, int) or pid == os.getpid():
         return False
+    return process_exists(pid)
+
+
+def process_exists(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -158,22 +158,11 @@ def start_server() -> bool:
     return True
 
 
-def running(pid: int) -> bool:
-    """Whether process ``pid`` exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stop_when_gone(launcher_pid: int) -> None:
     """In a worker: once the launcher's process is gone (e.g. killed by SIGKILL), stop the
     job as a signal would (its ``last.ckpt`` saved, ``interrupted``), so that no worker
     trains on unsupervised."""
-    while running(launcher_pid):
+    while folder.process_exists(launcher_pid):
         time.sleep(POLL_S * 5)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -236,7 +225,7 @@ def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: in
         try:
             task = tasks.get(timeout=1.0)
         except queue.Empty:
-            if not running(launcher_pid):
+            if not folder.process_exists(launcher_pid):
                 return
             continue
         if task is None:
@@ -279,7 +268,8 @@ class Workers:
         is gone (255 then), the worker may still run and is asked directly."""
         process = self.processes[index]
         exitcode = process.exitcode
-        if exitcode is not None and self.method == "forkserver" and running(process.pid):
+        if exitcode is not None and self.method == "forkserver" and \
+                folder.process_exists(process.pid):
             return None
         return exitcode
 
