@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.dlfoundations_side_by_side.composed import ComposedConfigs, composed_configs
 
@@ -35,7 +35,9 @@ class SideBySideLauncher(Launcher):
         from dlfoundations.progress import sweep_plan
         from dlfoundations.side_by_side import prepare_workers
 
-        prepare_workers(self, sweep_plan(config)[0])  # while Hydra composes the jobs
+        jobs = sweep_plan(config)[0]
+        at_once = OmegaConf.select(config, "hydra.sweeper.n_jobs", default=None)  # a search's
+        prepare_workers(self, min(jobs, at_once) if isinstance(at_once, int) else jobs)
 
     def uses_workers(self, jobs: int, slots: int) -> bool:
         """Whether a sweep of ``jobs`` jobs, given ``slots`` workers' slots, will run on
