@@ -142,10 +142,12 @@ def start_server() -> bool:
     it so), since it imports for seconds in the sweep's process group, where a Ctrl-C meant
     for the sweep would end it with a traceback; the launcher hands every signal on to the
     workers, which install their own handlers. Meanwhile SIGINT is blocked here, so that one
-    reaching the launcher waits and is acted on once the server has started."""
-    from multiprocessing import forkserver
+    reaching the launcher waits and is acted on once the server has started (the resource
+    tracker is started first: starting it unblocks SIGINT)."""
+    from multiprocessing import forkserver, resource_tracker
 
     multiprocessing.set_forkserver_preload(PRELOAD)
+    resource_tracker.ensure_running()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
