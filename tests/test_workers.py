@@ -59,6 +59,12 @@ def both_claimed(sweep_dir: Path) -> bool:
     return all((sweep_dir / job / ".claim").exists() for job in ("0", "1"))
 
 
+def both_training(sweep_dir: Path) -> bool:
+    """Both jobs past their first epoch (a job stopped before its first step ends
+    ``interrupted`` with nothing to resume from)."""
+    return all((sweep_dir / job / "checkpoints" / "last.ckpt").exists() for job in ("0", "1"))
+
+
 def none_left(session: int, seconds: float = 120) -> list[tuple[int, int, str]]:
     """Wait until no process of ``session`` is left; what is left after ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -70,16 +76,16 @@ def none_left(session: int, seconds: float = 120) -> list[tuple[int, int, str]]:
 @pytest.mark.slow
 def test_a_killed_sweep_leaves_no_worker_training(tmp_path: Path, raw_paths: dict) -> None:
     """SIGKILL to the sweep's process while both jobs train: each worker stops its job as a
-    signal would (``interrupted``, ``last.ckpt`` saved), and the workers and their server end."""
+    signal would (``interrupted`` by SIGTERM), and the workers and their server end."""
     sweep_dir = tmp_path / "sweep"
     sweep = start_sweep(sweep_dir, tmp_path / "sweep.log")
-    wait_for(lambda: both_claimed(sweep_dir), "both jobs started", sweep)
+    wait_for(lambda: both_training(sweep_dir), "both jobs in training", sweep)
     sweep.kill()
     sweep.wait()
     assert none_left(sweep.pid) == []
     for job in ("0", "1"):
-        assert metrics_of(sweep_dir / job)["status"] == "interrupted"
-        assert (sweep_dir / job / "checkpoints" / "last.ckpt").is_file()
+        metrics = metrics_of(sweep_dir / job)
+        assert metrics["status"] == "interrupted" and "SIGTERM" in metrics["reason"], metrics
 
 
 @pytest.mark.slow

@@ -143,7 +143,8 @@ def start_server() -> bool:
     for the sweep would end it with a traceback; the launcher hands every signal on to the
     workers, which install their own handlers. Meanwhile SIGINT is blocked here, so that one
     reaching the launcher waits and is acted on once the server has started (the resource
-    tracker is started first: starting it unblocks SIGINT)."""
+    tracker is started first: starting it unblocks SIGINT); the server keeps it blocked, and
+    its workers unblock it (``serve``)."""
     from multiprocessing import forkserver, resource_tracker
 
     multiprocessing.set_forkserver_preload(PRELOAD)
@@ -217,6 +218,7 @@ def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: in
     os.chdir(cwd)
     set_up_process()  # a forked worker's server did not run the script's
     INTERRUPTS.install()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked in its server
     import torch
 
     torch.set_num_threads(slot.threads)
