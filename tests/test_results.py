@@ -66,7 +66,11 @@ def test_the_sweep_prints_one_line_per_job_and_none_of_the_noise(sweep: tuple) -
     assert [line.split("]")[0] for line in job_lines] == [f"[{n}/8" for n in range(1, 9)]
     assert all(re.search(r": completed, val/acc 0\.\d+ in \d+\.\d s; \d+:\d\d elapsed, about "
                          r"\d+:\d\d left$", line) for line in job_lines), job_lines
-    assert "[1/8] data.batch_size=64,optim=sgd,seed=0: completed" in stdout
+    # lines come in the order jobs end, which workers make depend on timing; each job has one
+    names = sorted(line.split("] ")[1].split(":")[0] for line in job_lines)
+    assert names == sorted(f"data.batch_size={batch},optim={optim},seed={seed}"
+                           for batch in (64, 256) for optim in ("sgd", "adam")
+                           for seed in (0, 1))
     assert not [word for word in NOISE if word in stdout + stderr], stdout + stderr
 
 
