@@ -31,6 +31,14 @@ Constants = dict[str, torch.Tensor]
 State = dict[str, torch.Tensor]
 
 
+def zeros(state: State, key: str, like: torch.Tensor) -> torch.Tensor:
+    """The state tensor ``key``, zeros like ``like`` at the first step (allocated once, not
+    every step as ``dict.setdefault``'s argument would be)."""
+    if key not in state:
+        state[key] = torch.zeros_like(like)
+    return state[key]
+
+
 def sgd(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
         step: torch.Tensor) -> None:
     """b <- g (first step), then b <- mu b + (1 - dampening) g; w <- w - eta b (mu = 0: w <-
@@ -45,7 +53,7 @@ def sgd(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
 def notes_momentum(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
                    step: torch.Tensor) -> None:
     """v <- gamma v + eta g, w <- w - v (``scratch_optimizers.Momentum``)."""
-    v = state.setdefault("v", torch.zeros_like(p))
+    v = zeros(state, "v", p)
     v.mul_(c["momentum"]).add_(c["lr"] * g)
     p.sub_(v)
 
@@ -53,7 +61,7 @@ def notes_momentum(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants,
 def adagrad(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
             step: torch.Tensor) -> None:
     """s <- s + g^2, w <- w - eta_t g / (sqrt(s) + eps), eta_t = eta / (1 + (t - 1) lr_decay)."""
-    s = state.setdefault("sum", torch.zeros_like(p))
+    s = zeros(state, "sum", p)
     s.addcmul_(g, g)
     eta = (h["lr"] / (1 + (step - 1) * h["lr_decay"])).to(p.dtype)
     p.sub_(eta * (g / s.sqrt().add_(c["eps"])))
@@ -62,7 +70,7 @@ def adagrad(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyp
 def rmsprop(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
             step: torch.Tensor) -> None:
     """s <- gamma s + (1 - gamma) g^2, w <- w - eta g / (sqrt(s) + eps); gamma is ``alpha``."""
-    s = state.setdefault("square_avg", torch.zeros_like(p))
+    s = zeros(state, "square_avg", p)
     s.mul_(c["alpha"]).add_(c["rest"] * (g * g))
     p.sub_(c["lr"] * (g / s.sqrt().add_(c["eps"])))
 
@@ -71,8 +79,8 @@ def adadelta(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hy
              step: torch.Tensor) -> None:
     """s <- rho s + (1 - rho) g^2, g' = sqrt(delta + eps) / sqrt(s + eps) g, w <- w - eta g',
     delta <- rho delta + (1 - rho) g'^2."""
-    s = state.setdefault("square_avg", torch.zeros_like(p))
-    delta = state.setdefault("acc_delta", torch.zeros_like(p))
+    s = zeros(state, "square_avg", p)
+    delta = zeros(state, "acc_delta", p)
     s.mul_(c["rho"]).add_(c["rest"] * (g * g))
     rescaled = (delta + c["eps"]).sqrt_().div_((s + c["eps"]).sqrt_()).mul_(g)
     delta.mul_(c["rho"]).add_(c["rest"] * (rescaled * rescaled))
@@ -83,8 +91,8 @@ def adam(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
          step: torch.Tensor) -> None:
     """v <- beta1 v + (1 - beta1) g, s <- beta2 s + (1 - beta2) g^2,
     w <- w - eta v / (1 - beta1^t) / (sqrt(s / (1 - beta2^t)) + eps)."""
-    v = state.setdefault("exp_avg", torch.zeros_like(p))
-    s = state.setdefault("exp_avg_sq", torch.zeros_like(p))
+    v = zeros(state, "exp_avg", p)
+    s = zeros(state, "exp_avg_sq", p)
     v.lerp_(g, c["rest1"])
     s.mul_(c["beta2"]).add_(c["rest2"] * (g * g))
     denom = (s.sqrt() / (1 - h["beta2"] ** step).sqrt().to(p.dtype)).add_(c["eps"])
@@ -291,7 +299,8 @@ class StackedOptimizer:
         for group in self.groups:
             p = self.flat[group.start:group.stop]
             g = self.grad[group.start:group.stop]
-            g = g + group.constants["decay"] * p
+            if any(group.values["weight_decay"]):  # as torch: no addition where lambda = 0
+                g = g + group.constants["decay"] * p
             group.rule(p, g, group.state, group.constants, group.hyper, self.steps)
 
     def load_members(self, states: list[dict[str, Any]]) -> None:
