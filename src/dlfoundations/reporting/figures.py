@@ -40,6 +40,16 @@ def smoothed(values: list[float], factor: float) -> list[float]:
     return out
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing into files only (the Agg backend: no window)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def colour(index: int) -> tuple[float, float, float]:
     """The index-th line colour: tab10's ten, then tab20's ten lighter shades, then again."""
     from matplotlib import colormaps
@@ -131,11 +141,9 @@ def plot(settings: list[Setting], axes: list[str], figure: dict[str, Any], colou
     style per line of a panel, so that lines on top of each other stay visible). ``colours``
     maps line labels to colours for the whole sweep and grows with new labels. Returns the
     colours each label was drawn in."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import EngFormatter, MaxNLocator
+
+    plt = pyplot()
 
     mode = settings[0].jobs[0].mode if settings else "max"
     key, pattern = panel_key(figure, axes), figure.get("panel_of")
@@ -218,11 +226,7 @@ def heatmap(settings: list[Setting], axes: list[str], path: Path) -> bool:
     keys = setting_axes(axes)
     if len(keys) != 2 or not settings:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows, columns = (sorted({s.jobs[0].values.get(k) for s in settings}, key=natural)
                      for k in keys)
     value = {(s.jobs[0].values.get(keys[0]), s.jobs[0].values.get(keys[1])): s.mean

@@ -96,13 +96,17 @@ def natural(value: str | None) -> tuple[int, float, str]:
         return (1, 0.0, value)
 
 
+#: PyYAML's safe loader in C where libyaml is there (8x faster on a job's config.yaml)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path, default: Any) -> Any:
     """A YAML file's content (``default`` when the file is absent); ``ValueError`` naming
     the file when it cannot be read."""
     if not path.is_file():
         return default
     try:
-        return yaml.safe_load(path.read_text()) or default
+        return yaml.load(path.read_text(), Loader=SAFE_LOADER) or default
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise ValueError(f"{path.name} cannot be read ({type(err).__name__})") from err
 
