@@ -1,7 +1,5 @@
 """Evaluate a checkpoint on the test set: `python scripts/eval.py ckpt_path=<checkpoint>`."""
 
-import sys
-
 from dlfoundations.environment import set_up_process
 
 set_up_process()  # before torch is imported: see dlfoundations/environment.py
@@ -9,7 +7,7 @@ set_up_process()  # before torch is imported: see dlfoundations/environment.py
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from dlfoundations.app import run_app  # noqa: E402
+from dlfoundations.app import exit_with, run_app  # noqa: E402
 from dlfoundations.run.cli import run_job  # noqa: E402
 from dlfoundations.run.evaluate import evaluate  # noqa: E402
 
@@ -25,4 +23,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_app(main))
+    exit_with(run_app(main))

@@ -1,7 +1,5 @@
 """Train one model: `python scripts/train.py model=softmax optim=adam` (add -m for a sweep)."""
 
-import sys
-
 from dlfoundations.environment import set_up_process
 
 set_up_process()  # before torch is imported: see dlfoundations/environment.py
@@ -9,7 +7,7 @@ set_up_process()  # before torch is imported: see dlfoundations/environment.py
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from dlfoundations.app import run_app  # noqa: E402
+from dlfoundations.app import exit_with, run_app  # noqa: E402
 from dlfoundations.run.cli import run_job  # noqa: E402
 from dlfoundations.run.console import say_outcome  # noqa: E402
 
@@ -24,4 +22,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    sys.exit(run_app(main))
+    exit_with(run_app(main))
