@@ -248,6 +248,23 @@ def test_report_names_a_damaged_or_missing_job_and_summarises_the_rest(sweep: tu
     assert "no folder (not run, or its folder was removed)" in summary
 
 
+def test_report_leaves_out_a_job_whose_config_nests_too_deep(sweep: tuple,
+                                                               tmp_path: Path) -> None:
+    """A config.yaml of 100,000 nested lists (libyaml's loader crashes the process on it, a
+    segmentation fault): the job is left out, named, and the report ends normally."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep[0], copy)
+    (job,) = [p for p in copy.iterdir() if p.name == "data.batch_size=64,optim=sgd,seed=0"]
+    (job / ".hydra" / "config.yaml").write_text("[" * 100_000 + "]" * 100_000)
+    result = run_script("report.py", str(copy))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == (f"warning: job folder {job} is left out of the tables: config.yaml "
+                             "cannot be read (its lists or mappings nest deeper than 200 "
+                             "levels).\n")
+    names = {row["job"] for row in csv.DictReader((copy / "summary.csv").open())}
+    assert len(names) == 7 and "data.batch_size=64,optim=sgd,seed=0" not in names
+
+
 def test_report_names_a_job_whose_metric_is_not_a_number_and_keeps_the_others(
         sweep: tuple, tmp_path: Path) -> None:
     """val/acc written as a string ("0.8"): the job is left out of the tables with a warning

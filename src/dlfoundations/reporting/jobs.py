@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from itertools import product
@@ -98,6 +99,18 @@ def natural(value: str | None) -> tuple[int, float, str]:
 
 #: PyYAML's safe loader in C where libyaml is there (8x faster on a job's config.yaml)
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: the deepest nesting of ``[`` and ``{`` a file may have: the C loader's recursion crashes
+#: the process (a segmentation fault) at tens of thousands, the Python one raises at hundreds
+MAX_NESTING = 200
+
+
+def flow_nesting(text: str) -> int:
+    """How deep ``text``'s ``[`` and ``{`` nest (those in strings counted too: a bound)."""
+    depth = deepest = 0
+    for bracket in re.sub(r"[^\[\]{}]", "", text):
+        depth = depth + 1 if bracket in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def read_yaml(path: Path, default: Any) -> Any:
@@ -106,8 +119,12 @@ def read_yaml(path: Path, default: Any) -> Any:
     if not path.is_file():
         return default
     try:
-        return yaml.load(path.read_text(), Loader=SAFE_LOADER) or default
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        text = path.read_text()
+        if flow_nesting(text) > MAX_NESTING:
+            raise ValueError(f"{path.name} cannot be read (its lists or mappings nest deeper "
+                             f"than {MAX_NESTING} levels)")
+        return yaml.load(text, Loader=SAFE_LOADER) or default
+    except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError) as err:
         raise ValueError(f"{path.name} cannot be read ({type(err).__name__})") from err
 
 
