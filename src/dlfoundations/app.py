@@ -4,7 +4,7 @@ Exit statuses: 0 when the run completed, 2 for bad input (a config value, an unk
 file, a folder, a checkpoint: refused before training in one sentence), 3 when the run did
 not complete (diverged, interrupted, or a fault such as a full disk), 1 for a bug (with its
 traceback). Library code raises (``UserError``, ``CommandEnded``); only here do they become
-statuses, which the scripts hand to ``sys.exit``.
+statuses, which the scripts hand to ``exit_with``.
 """
 
 from __future__ import annotations
