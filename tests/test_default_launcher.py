@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from dlfoundations.errors import UserError
 from dlfoundations.fused.grouping import plan_line, split_groups
+from dlfoundations.fused.launch import Task, expected_steps, longest_first
 from dlfoundations.fused.plan import reason, resumed_from
 from tests.conftest import start_script
 from tests.fused_runs import largest_difference, log_lines, metrics_of, weights
@@ -41,6 +42,23 @@ def test_a_reason_names_the_key_not_the_advice() -> None:
     assert reason(UserError("callbacks.model_checkpoint is required with hydra/launcher=fused "
                             "(its checkpoints ...); leave hydra/launcher out ...")) == \
         "no callbacks.model_checkpoint"
+
+
+def test_the_longest_tasks_go_to_the_workers_first() -> None:
+    """By epochs x batches an epoch, then members; equals keep their order, and a job whose
+    config gives no count (its own run refuses it) goes last."""
+    def task(batch_size: object, members: int = 1, epochs: int = 10, **data: object) -> Task:
+        config = OmegaConf.create({"data": {"batch_size": batch_size, **data},
+                                   "trainer": {"max_epochs": epochs,
+                                               "limit_train_batches": None}})
+        return Task([(position, config) for position in range(members)], members > 1)
+
+    batch_1024, batch_256, batch_64 = task(1024, 6), task(256, 6), task(64, 6)
+    alone_64, abc, zero = task(64), task("abc"), task(0)
+    few_images = task(64, 6, train_subset=640)  # 10 batches an epoch
+    assert expected_steps(batch_64) == 10 * 860 and expected_steps(few_images) == 100
+    assert longest_first([batch_1024, abc, batch_256, few_images, zero, alone_64, batch_64]
+                         ) == [batch_64, alone_64, batch_256, batch_1024, few_images, abc, zero]
 
 
 def test_a_resumed_job_goes_where_its_last_checkpoint_says(tmp_path: Path) -> None:

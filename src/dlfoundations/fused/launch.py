@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from dlfoundations.errors import UserError, refused
 from dlfoundations.fused.controls import check_folder_name, check_fusable
 from dlfoundations.fused.grouping import fused_groups, plan_line, split_groups
 from dlfoundations.fused.plan import Plan, plan_jobs, resumed_from
+from dlfoundations.fused.split import batches
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.run import console
 from dlfoundations.run.cli import COMMAND
@@ -129,6 +131,33 @@ class Task:
         return [position for position, _ in self.jobs]
 
 
+#: the training images of a job whose config names no count (Fashion-MNIST less its 5,000
+#: validation images)
+DEFAULT_TRAIN_IMAGES = 55_000
+
+
+def expected_steps(task: Task) -> float:
+    """About how many steps the task trains: its first job's epochs times batches an epoch
+    (``limit_train_batches`` of its training images over its batch size); 0 where the config
+    does not say (that job's own run refuses it). Only to hand the longest tasks out first,
+    so that the workers end together."""
+    _, sweep_config = task.jobs[0]
+    try:
+        data, trainer = sweep_config.data, sweep_config.trainer
+        images = data.get("train_subset") or data.get("num_train") or DEFAULT_TRAIN_IMAGES
+        return float(trainer.max_epochs) * batches(trainer.get("limit_train_batches"),
+                                                   int(images), int(data.batch_size))
+    except (OmegaConfBaseException, TypeError, ValueError, AttributeError, ArithmeticError):
+        return 0.0
+
+
+def longest_first(tasks: list[Task]) -> list[Task]:
+    """The tasks by expected steps, then members, most first (in order among equals): a
+    sweep given ``data.batch_size=1024,256,64`` would otherwise start its batch-64 group last
+    and leave one worker idle while it trains (21.1 s against 16-18 s on the 2-core CPU)."""
+    return sorted(tasks, key=lambda task: (-expected_steps(task), -len(task.jobs)))
+
+
 def run_task(hydra_context: Any, task_function: Any, task: Task) -> list[JobReturn]:
     """Every job's return of the task, in order."""
     if task.fused:
@@ -186,7 +215,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     tasks = sorted([Task([(p, configs[p]) for p in group], True) for group in jobs.groups] +
                    [Task([(p, configs[p])], False) for p in jobs.alone],
                    key=lambda task: task.positions[0])
-    spread = [task for task in tasks if task.fused or task.positions[0] not in processes]
+    spread = longest_first([task for task in tasks
+                            if task.fused or task.positions[0] not in processes])
     if len(slots) < 2 or len(spread) < 2:
         spread = []
     if config.get("search") is None:  # a search's trials are never fused: its own lines
