@@ -37,7 +37,6 @@ from dlfoundations import folder
 from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, refused, require
 from dlfoundations.progress import PROGRESS
-from dlfoundations.reporting import summary
 from dlfoundations.status import Status
 
 #: how often the launcher looks at signals and at its workers while it waits, in seconds
@@ -403,8 +402,6 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
                 if pending and slot.index not in busy:
                     busy[slot.index] = pending[0][0]
                     workers.give(slot, pending.popleft())
-                    if not pending:
-                        summary.warm_up()
             try:
                 index, task, returned = workers.results.get(timeout=POLL_S)
                 for position, job in zip(tasks[task][0], returned, strict=True):

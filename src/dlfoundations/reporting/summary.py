@@ -4,12 +4,8 @@ figures of the jobs' ``report`` config, plus ``heatmap.png`` for a sweep over tw
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import functools
 import io
-import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -61,22 +57,6 @@ def left_out(jobs: list[Job], missing: list[str]) -> list[str]:
     lines = [f"- `{job.name}`: left out, {job.problem}" for job in jobs if job.problem]
     lines += [f"- `{name}`: no folder (not run, or its folder was removed)" for name in missing]
     return ["Jobs not in these tables:", "", *lines] if lines else []
-
-
-@functools.cache
-def warm_up() -> None:
-    """Import what ``write_summary`` draws and reads with (matplotlib, TensorBoard's event
-    reader: about 0.5 s of a 2-core CPU) in a thread at the lowest CPU priority, once per
-    process: a sweep's launcher calls it when its last task is handed out, so that the
-    imports take the cores its workers leave idle, not the time after the last job."""
-
-    def load() -> None:
-        with contextlib.suppress(OSError):  # a thread's own priority: Linux only
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        figures.pyplot()
-        from tensorboard.backend.event_processing import event_accumulator  # noqa: F401
-
-    threading.Thread(target=load, name="summary warm-up", daemon=True).start()
 
 
 def write_summary(sweep_dir: str | Path, found: list[Job] | None = None) -> str:
