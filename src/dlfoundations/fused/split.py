@@ -49,10 +49,10 @@ class StackedSplit:
     def batch(self, index: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows ``index`` (K, B) of each member's split, or (1, B) of the one split all
         members share: x (K or 1, B, 1, H, W) in ``dtype``, y (K or 1, B)."""
-        rows = index.flatten()  # row r of copy c is row c * N + r of the copies stacked
-        if self.copies > 1:
-            rows = (index + torch.arange(len(index), device=index.device).unsqueeze(1)
-                    * len(self)).flatten()
+        rows = index
+        if self.copies > 1:  # row r of copy c is row c * N + r of the copies stacked
+            rows = index + torch.arange(len(index), device=index.device).unsqueeze(1) * len(self)
+        rows = rows.flatten()
         pixels = torch.index_select(self.pixels.flatten(0, 1), 0, rows)  # one copy of the rows
         labels = torch.index_select(self.labels.flatten(), 0, rows).view(index.shape)
         # as InMemoryImages' pixels * scale (uint8 -> float exactly, then the multiply), in
