@@ -13,10 +13,11 @@ import torch
 from omegaconf import OmegaConf
 
 from dlfoundations.errors import UserError
+from dlfoundations.fused import rules
 from dlfoundations.fused.grouping import plan_line, split_groups
 from dlfoundations.fused.launch import Task, expected_steps, longest_first
-from dlfoundations.fused.plan import reason, resumed_from
-from tests.conftest import start_script
+from dlfoundations.fused.plan import reason, resumed_from, why_not_fused
+from tests.conftest import ROOT, compose_train, start_script
 from tests.fused_runs import largest_difference, log_lines, metrics_of, weights
 from tests.in_process import SMALL, run_in_process
 
@@ -42,6 +43,44 @@ def test_a_reason_names_the_key_not_the_advice() -> None:
     assert reason(UserError("callbacks.model_checkpoint is required with hydra/launcher=fused "
                             "(its checkpoints ...); leave hydra/launcher out ...")) == \
         "no callbacks.model_checkpoint"
+
+
+OPTIMIZERS = sorted(str(path.relative_to(ROOT / "conf" / "optim").with_suffix(""))
+                    for path in (ROOT / "conf" / "optim").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("optim", OPTIMIZERS)
+@pytest.mark.parametrize("options", [(), ("optim.weight_decay=0.01", "optim.lr=0.2"),
+                                     ("+optim.maximize=true",), ("+optim.amsgrad=true",),
+                                     ("+optim.nesterov=true",), ("+optim.centered=true",)])
+def test_the_plan_reads_each_optimizer_as_the_optimizer_built_holds_it(
+        optim: str, options: tuple[str, ...]) -> None:
+    """The plan reads an optimizer's options from its config and the class's defaults
+    (``rules.options``, without building one): the same hyperparameters, or the same
+    refusal, as the optimizer the job's run builds; an option the class does not take, or a
+    value it refuses (nesterov without momentum), is refused by the plan too (the job runs
+    alone, where its run says why)."""
+    from hydra.utils import instantiate
+
+    cfg = compose_train(f"optim={optim}", *options)
+    factory = instantiate(cfg.optim)
+    try:
+        built = factory([{"params": [torch.zeros(1, requires_grad=True)]}])
+    except (TypeError, ValueError):
+        with pytest.raises(UserError, match="is not allowed with hydra/launcher=fused"):
+            rules.hyperparameters_of(factory.func, rules.options(factory))
+        assert why_not_fused(cfg, None) is not None
+        return
+    try:
+        expected = rules.hyperparameters(built)
+    except UserError as err:
+        with pytest.raises(UserError) as refused_too:
+            rules.hyperparameters_of(factory.func, rules.options(factory))
+        assert str(refused_too.value) == str(err)
+        assert why_not_fused(cfg, None) == reason(err)
+        return
+    assert rules.hyperparameters_of(factory.func, rules.options(factory)) == expected
+    assert why_not_fused(cfg, None) is None
 
 
 def test_the_longest_tasks_go_to_the_workers_first() -> None:

@@ -64,14 +64,15 @@ def reason(err: BaseException) -> str:
 
 def check_optimizer(sweep_config: DictConfig) -> None:
     """The job's optimizer is one a fused rule computes, with options it computes
-    (``rules.hyperparameters`` on the optimizer the job's config builds)."""
-    import torch
+    (``rules.hyperparameters_of`` on the options its config gives, ``rules.options``; the
+    values torch refuses are refused as the job's members are built, as its run alone
+    refuses them)."""
     from hydra.utils import instantiate
 
     from dlfoundations.fused import rules
 
     factory: Any = instantiate(sweep_config.optim)
-    rules.hyperparameters(factory([{"params": [torch.zeros(1, requires_grad=True)]}]))
+    rules.hyperparameters_of(factory.func, rules.options(factory))
 
 
 def why_not_fused(sweep_config: DictConfig, written: Written) -> str | None:
