@@ -37,6 +37,7 @@ from dlfoundations import folder
 from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, refused, require
 from dlfoundations.progress import PROGRESS
+from dlfoundations.reporting.summary import import_its_modules
 from dlfoundations.status import Status
 
 #: how often the launcher looks at signals and at its workers while it waits, in seconds
@@ -380,7 +381,9 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
     """Hand each task (the positions of its jobs among ``configs``, and what ``work`` takes)
     to a free worker; a job's line is printed as its task returns. Signals are forwarded to
     the workers and end the sweep (exit status 3); a worker that dies leaves its jobs
-    ``failed``. Returns each job's return by its position among ``configs``."""
+    ``failed``. Once every task is handed out and a slot is free, the summary's modules are
+    imported here, in the launcher's own thread (a signal is forwarded after them, within a
+    second). Returns each job's return by its position among ``configs``."""
     from dlfoundations.interrupts import INTERRUPTS
     from dlfoundations.run.cli import sweep_stopped
 
@@ -391,7 +394,7 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
     pending = deque(enumerate(item for _, item in tasks))
     returns: dict[int, JobReturn] = {}
     busy: dict[int, int] = {}  # slot index -> the task it runs
-    forwarded = 0
+    forwarded, summary_imported = 0, False
     try:
         while pending or busy:
             while forwarded < INTERRUPTS.count:  # each signal once, a second one too
@@ -402,6 +405,10 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
                 if pending and slot.index not in busy:
                     busy[slot.index] = pending[0][0]
                     workers.give(slot, pending.popleft())
+            if not pending and 0 < len(busy) < len(slots) and not summary_imported:
+                summary_imported = INTERRUPTS.received is None
+                if summary_imported:
+                    import_its_modules()
             try:
                 index, task, returned = workers.results.get(timeout=POLL_S)
                 for position, job in zip(tasks[task][0], returned, strict=True):

@@ -59,6 +59,16 @@ def left_out(jobs: list[Job], missing: list[str]) -> list[str]:
     return ["Jobs not in these tables:", "", *lines] if lines else []
 
 
+def import_its_modules() -> None:
+    """Import what writing a summary imports besides this module: TensorBoard's event reader
+    (``jobs.read_curves``) and matplotlib's pyplot (``figures``), about 0.7 s of a 2-core
+    CPU, which a sweep's launcher spends while a core idles before its last job ends
+    (``side_by_side.on_workers``) rather than after it."""
+    import tensorboard.backend.event_processing.event_accumulator  # noqa: F401
+
+    figures.pyplot()
+
+
 def write_summary(sweep_dir: str | Path, found: list[Job] | None = None) -> str:
     """Write summary.csv, summary.md and the figures into ``sweep_dir``; return the Markdown.
     ``found``: the jobs in the folder, where the caller has read them (``find_jobs``).
