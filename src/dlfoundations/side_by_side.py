@@ -42,9 +42,10 @@ from dlfoundations.status import Status
 
 #: how often the launcher looks at signals and at its workers while it waits, in seconds
 POLL_S = 0.2
-#: what the server that CPU workers are forked from imports first: a spawned worker spent
-#: about 5 s of a 2-core CPU importing these before its first job
-PRELOAD = ["dlfoundations.run.train", "dlfoundations.fused.group", "dlfoundations.fused.launch"]
+#: what the server that CPU workers are forked from imports first (a spawned worker spent
+#: about 5 s of a 2-core CPU importing these before its first job), then freezes
+PRELOAD = ["dlfoundations.run.train", "dlfoundations.fused.group", "dlfoundations.fused.launch",
+           "dlfoundations.frozen_server"]
 
 
 @dataclass(frozen=True)
