@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -229,6 +232,26 @@ def test_report_refuses_what_is_not_a_sweep_in_one_sentence(sweep: tuple, tmp_pa
         assert result.returncode == 2, (folder, result.stderr[-2000:])
         assert result.stderr.startswith("error: ") and sentence in result.stderr
         assert "Traceback" not in result.stderr and not list(one_run.glob("summary.*"))
+
+
+def test_a_summary_module_that_cannot_be_imported_is_left_to_the_summary(sweep: tuple,
+                                                                         tmp_path: Path) -> None:
+    """The launcher imports the summary's modules early (``import_its_modules``, while a
+    core idles); one that fails there (a backend matplotlib refuses) stops nothing: the
+    summary, after the jobs, meets the same error in its own place."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep[0], copy)
+    for figure in copy.glob("*.png"):
+        figure.unlink()
+    code = ("from dlfoundations.reporting.summary import import_its_modules, write_summary\n"
+            "import_its_modules()\nprint('imported')\n"
+            f"write_summary({str(copy)!r})\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "MPLBACKEND": "nonsense"}, timeout=300)
+    assert result.stdout == "imported\n", result.stderr[-2000:]
+    assert result.returncode == 1 and "'nonsense' is not a valid value for backend" in \
+        result.stderr
+    assert not list(copy.glob("*.png"))
 
 
 def test_report_names_a_damaged_or_missing_job_and_summarises_the_rest(sweep: tuple,

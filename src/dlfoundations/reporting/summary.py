@@ -4,6 +4,7 @@ figures of the jobs' ``report`` config, plus ``heatmap.png`` for a sweep over tw
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from pathlib import Path
@@ -63,10 +64,12 @@ def import_its_modules() -> None:
     """Import what writing a summary imports besides this module: TensorBoard's event reader
     (``jobs.read_curves``) and matplotlib's pyplot (``figures``), about 0.7 s of a 2-core
     CPU, which a sweep's launcher spends while a core idles before its last job ends
-    (``side_by_side.on_workers``) rather than after it."""
-    import tensorboard.backend.event_processing.event_accumulator  # noqa: F401
+    (``side_by_side.on_workers``) rather than after it. One that cannot be imported (e.g.
+    ``MPLBACKEND=nonsense``) is left to ``write_summary``, which says why after the jobs."""
+    with contextlib.suppress(Exception):
+        import tensorboard.backend.event_processing.event_accumulator  # noqa: F401
 
-    figures.pyplot()
+        figures.pyplot()
 
 
 def write_summary(sweep_dir: str | Path, found: list[Job] | None = None) -> str:
