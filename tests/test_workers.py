@@ -73,15 +73,33 @@ def none_left(session: int, seconds: float = 120) -> list[tuple[int, int, str]]:
     return in_session(session)
 
 
+def both_ended(sweep_dir: Path, seconds: float = 300) -> bool:
+    """Wait until both jobs have a status (without reaping the sweep's process)."""
+    deadline = time.monotonic() + seconds
+    while not all((sweep_dir / job / "metrics.json").exists() and
+                  "status" in metrics_of(sweep_dir / job) for job in ("0", "1")):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 @pytest.mark.slow
-def test_a_killed_sweep_leaves_no_worker_training(tmp_path: Path, raw_paths: dict) -> None:
+@pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "left_a_zombie"])
+def test_a_killed_sweep_leaves_no_worker_training(reaped: bool, tmp_path: Path,
+                                                  raw_paths: dict) -> None:
     """SIGKILL to the sweep's process while both jobs train: each worker stops its job as a
-    signal would (``interrupted`` by SIGTERM), and the workers and their server end."""
+    signal would (``interrupted`` by SIGTERM), and the workers and their server end; also
+    while the killed process is a zombie its caller has not waited for."""
     sweep_dir = tmp_path / "sweep"
     sweep = start_sweep(sweep_dir, tmp_path / "sweep.log")
     wait_for(lambda: both_training(sweep_dir), "both jobs in training", sweep)
     sweep.kill()
-    sweep.wait()
+    if reaped:
+        sweep.wait()
+    else:
+        assert both_ended(sweep_dir), "the workers trained on after the launcher was killed"
+        sweep.wait()
     assert none_left(sweep.pid) == []
     for job in ("0", "1"):
         metrics = metrics_of(sweep_dir / job)

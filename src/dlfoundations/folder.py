@@ -204,14 +204,20 @@ def holder_is_alive(holder: dict[str, Any]) -> bool:
 
 
 def process_exists(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host."""
+    """Whether process ``pid`` runs on this host: it exists and is not a zombie (ended, not
+    yet reaped by its parent, e.g. a launcher killed by a caller that has not waited for it:
+    its workers and claims are then those of an ended process), where /proc tells."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc here, or the process is gone meanwhile
         return True
-    return True
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def retake(run_dir: Path, key: str = "paths.output_dir") -> None:
