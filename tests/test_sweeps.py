@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from hydra.utils import get_class
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dlfoundations.optim import scaled_lr
-from tests.conftest import compose_train, run_script
+from tests.conftest import ROOT, compose_train, run_script, script_command
 
 COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_step", "lr")
 TINY = ("trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
@@ -181,3 +183,29 @@ def test_launcher_and_sweeper_configs_compose(overrides: list[str], node: str,
     if "hydra/launcher=slurm_cpu" in overrides:  # no GPU request, one task per process
         assert cfg.hydra.launcher.gpus_per_node is None and cfg.hydra.launcher.gres is None
         assert cfg.hydra.launcher.tasks_per_node == 2 and cfg.hydra.launcher.max_num_timeout == 3
+
+
+@pytest.mark.parametrize("stdout", ["closed_pipe", "full_disk"])
+def test_a_sweep_whose_stdout_cannot_be_written_still_runs_and_summarises(
+        stdout: str, tmp_path: Path) -> None:
+    """Its output read by a program that stops early (``| head -1``: a closed pipe) or sent to
+    a full disk (/dev/full): every job still runs and the summary files are written, exit
+    status 0 and nothing on stderr, as with Hydra's own launcher (the lines go nowhere)."""
+    command, env = script_command("train.py")
+    sweep_dir = tmp_path / "sweep"
+    arguments = [*command, "-m", "model=softmax", "optim=sgd,adam", "data.batch_size=256,1024",
+                 *TINY, f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}"]
+    with open(os.devnull if stdout == "closed_pipe" else "/dev/full", "w") as target:
+        if stdout == "closed_pipe":
+            process = subprocess.Popen(arguments, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+            process.stdout.close()  # the reader is gone before the first line
+        else:
+            process = subprocess.Popen(arguments, cwd=ROOT, env=env, stdout=target,
+                                       stderr=subprocess.PIPE, text=True)
+        errors = process.stderr.read()
+        assert process.wait(timeout=600) == 0, errors[-3000:]
+    assert errors == ""
+    assert sorted(job["status"] for job in job_metrics(sweep_dir).values()) == ["completed"] * 4
+    for name in ("summary.md", "summary.csv", "curves.png", "heatmap.png"):
+        assert (sweep_dir / name).stat().st_size > 0, name

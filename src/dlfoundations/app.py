@@ -31,6 +31,7 @@ from dlfoundations.run.cli import (
     full_error_wanted,
     one_line,
 )
+from dlfoundations.run.console import write_out
 
 
 def run_app(app: Callable[[], Any]) -> int:
@@ -77,16 +78,16 @@ def run_command(app: Callable[[], Any], command: Command) -> int:
         if end.sweep_dir is not None:
             stopped_sweep(Path(end.sweep_dir))
         if end.message:
-            print(end.message, file=sys.stderr)
+            write_out(end.message, error=True)
         return end.status
     except Exception as err:
         if full_error_wanted() or (command.job_started and as_user_error(err) is None):
             raise  # a bug: its traceback, exit status 1
-        print(f"error: {refusal(err, command)}", file=sys.stderr)
+        write_out(f"error: {refusal(err, command)}", error=True)
         return EXIT_BAD_INPUT
     if INTERRUPTS.received is not None:
-        print(f"error: {INTERRUPTS.signal_name()} arrived before the program ended.",
-              file=sys.stderr)
+        write_out(f"error: {INTERRUPTS.signal_name()} arrived before the program ended.",
+                  error=True)
         return EXIT_NOT_COMPLETED
     return 0
 
@@ -120,5 +121,5 @@ def stopped_sweep(sweep_dir: Path) -> None:
     """After a signal in a sweep: summarise the jobs that ran."""
     with INTERRUPTS.shield():
         summary = write_summary(sweep_dir)
-    print(f"\nSweep stopped by {INTERRUPTS.signal_name()}; no further job starts. Summary "
-          f"({sweep_dir}):\n\n{summary}", file=sys.stderr)
+    write_out(f"\nSweep stopped by {INTERRUPTS.signal_name()}; no further job starts. "
+              f"Summary ({sweep_dir}):\n\n{summary}", error=True)

@@ -16,6 +16,7 @@ from dlfoundations.folder import make_writable_dir
 from dlfoundations.progress import PROGRESS, sweep_plan
 from dlfoundations.reporting.summary import write_summary
 from dlfoundations.run.cli import COMMAND
+from dlfoundations.run.console import write_out
 
 
 def sweep_command(config: DictConfig) -> tuple[list[str], Any]:
@@ -95,8 +96,8 @@ class SweepProgressLines(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         total, swept = sweep_plan(config)
         PROGRESS.start(total, swept)
-        print(f"Sweep of {total} {'job' if total == 1 else 'jobs'} into {config.hydra.sweep.dir}",
-              flush=True)
+        write_out(f"Sweep of {total} {'job' if total == 1 else 'jobs'} into "
+                  f"{config.hydra.sweep.dir}")
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         PROGRESS.job_done(job_return)
@@ -110,4 +111,4 @@ class SweepSummary(Callback):
         if config.get("search") is not None:
             return
         sweep_dir = Path(config.hydra.sweep.dir)
-        print(f"\nSweep summary ({sweep_dir}):\n\n{write_summary(sweep_dir)}")
+        write_out(f"\nSweep summary ({sweep_dir}):\n\n{write_summary(sweep_dir)}")

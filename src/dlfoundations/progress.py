@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.folder import read_metrics
 from dlfoundations.reporting.jobs import named
+from dlfoundations.run.console import write_out
 from dlfoundations.status import Status
 
 
@@ -92,7 +93,7 @@ class SweepProgress:
     def job_done(self, job: JobReturn, failure: str | None = None) -> None:
         """Print the job's line, where this process runs the sweep."""
         if self.started is not None:
-            print(self.line(job, failure), flush=True)
+            write_out(self.line(job, failure))
 
 
 #: the progress of the sweep this process runs

@@ -220,8 +220,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     if len(slots) < 2 or len(spread) < 2:
         spread = []
     if config.get("search") is None:  # a search's trials are never fused: its own lines
-        print(plan_line(jobs.groups, len(jobs.alone), jobs.reasons) +
-              (f", {min(len(slots), len(spread))} at a time" if spread else ""), flush=True)
+        console.write_out(plan_line(jobs.groups, len(jobs.alone), jobs.reasons) +
+                          (f", {min(len(slots), len(spread))} at a time" if spread else ""))
     returns = on_workers(launcher, slots, configs, [(task.positions, task) for task in spread],
                          run_task) if spread else {}
     for task in tasks:

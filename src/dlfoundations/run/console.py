@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import warnings
+from contextlib import suppress
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -102,10 +103,25 @@ def configure(verbose: bool) -> None:
             warnings.filterwarnings("ignore", category=category)
 
 
+def write_out(text: str, *, error: bool = False) -> None:
+    """Print ``text`` to stdout (to stderr for an error). Where the stream cannot take it
+    (its reader gone, e.g. ``| head -3``, or a full disk), it goes to /dev/null from then on
+    and the work goes on: the runs end and write their files and a sweep its summary, as
+    under Hydra's own launcher, which makes such a failure of its callbacks a warning."""
+    stream = sys.stderr if error else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except OSError:
+        with suppress(OSError, ValueError):  # e.g. a stream with no file descriptor
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, stream.fileno())
+            os.close(null)
+
+
 def say(line: str, *, error: bool = False, console: bool = True) -> None:
     """Print ``line`` (to stderr for an error) and append it to the job's log files."""
     if console:
-        print(line, file=sys.stderr if error else sys.stdout, flush=True)
+        write_out(line, error=error)
     record = logging.LogRecord("dlfoundations", logging.ERROR if error else logging.INFO,
                                __file__, 0, line, None, None)
     for handler in run_logs():

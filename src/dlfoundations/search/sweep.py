@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dlfoundations.errors import UserError, first_line, refused, require
 from dlfoundations.folder import read_metrics
+from dlfoundations.run.console import write_out
 from dlfoundations.search import study as studies
 from dlfoundations.search.space import search_space, suggest
 from dlfoundations.search.summary import write_study_summary
@@ -110,12 +111,12 @@ class Search:
             raise refused(err) from err
         gone = studies.recover(self.study)
         if gone:
-            print(f"Trials {', '.join(map(str, gone))} were left running by a sweeper that is "
-                  "gone: failed, and their parameters queued again.")
+            write_out(f"Trials {', '.join(map(str, gone))} were left running by a sweeper that "
+                      "is gone: failed, and their parameters queued again.")
         done = len(studies.counted(self.study.get_trials(deepcopy=False)))
         if done >= self.n_trials:
-            print(f"Study {self.study_name} already holds {done} of {self.n_trials} trials; "
-                  "nothing to run.")
+            write_out(f"Study {self.study_name} already holds {done} of {self.n_trials} "
+                      "trials; nothing to run.")
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.sweeper.hydra_context, task_function=self.sweeper.task_function,
             config=self.config)
@@ -126,7 +127,7 @@ class Search:
         finally:  # also when a signal stopped the sweep: the study as it stands
             summary = write_study_summary(self.study, self.sweep_dir,
                                           self.config.monitor.metric, self.n_trials, fixed)
-        print(summary, end="")
+        write_out(summary.removesuffix("\n"))
 
     def ask(self, space: dict[str, Any]) -> list[Trial]:
         """Up to ``n_jobs`` new trials within the budget, with their parameters."""
@@ -211,7 +212,8 @@ class Search:
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
-        print(f"trial {trial.number}: {status}"
-              + (f", {self.config.monitor.metric} {value:.4g}" if isinstance(value, float) else "")
-              + f" ({len(studies.counted(self.study.get_trials(deepcopy=False)))}"
-              f"/{self.n_trials} trials)")
+        write_out(f"trial {trial.number}: {status}"
+                  + (f", {self.config.monitor.metric} {value:.4g}" if isinstance(value, float)
+                     else "")
+                  + f" ({len(studies.counted(self.study.get_trials(deepcopy=False)))}"
+                  f"/{self.n_trials} trials)")
