@@ -144,3 +144,26 @@ def test_n_jobs_must_be_a_whole_number_with_every_launcher(tmp_path: Path) -> No
         assert outcome.status == 2, outcome.output[-3000:]
         assert ("error: hydra.launcher.n_jobs=True is not allowed: hydra.launcher.n_jobs must "
                 "be null or a whole number of at least 1.") in outcome.output
+
+
+def test_a_server_that_cannot_import_ends_the_sweep_in_one_sentence(tmp_path: Path) -> None:
+    """The workers' server dies on one of its imports (``MPLBACKEND`` naming a backend that
+    matplotlib refuses, which Lightning's import reaches): started once more, it dies again,
+    and the sweep is refused in one sentence (exit status 2) after the server's own error,
+    with no job run and nothing left behind."""
+    command, env = script_command("train.py")
+    sweep = subprocess.Popen(
+        [*command, *TWO_ALONE, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        env={**env, "MPLBACKEND": "nonsense"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output = sweep.communicate(timeout=600)[0]
+    assert sweep.returncode == 2, output[-3000:]
+    assert "'nonsense' is not a valid value for backend" in output
+    assert output.rstrip().splitlines()[-1] == (
+        "error: the sweep's workers cannot start: the server they are forked from, which "
+        "imports torch, Lightning and the project for them, ended twice before forking one "
+        "(its error, if it printed one, is above; e.g. MPLBACKEND naming a backend matplotlib "
+        "refuses); hydra.launcher.n_jobs=1 runs the jobs in the sweep's own process.")
+    assert "EOFError" not in output
+    assert not list((tmp_path / "sweep").glob("*/metrics.json"))
+    assert none_left(sweep.pid) == []

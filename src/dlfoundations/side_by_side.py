@@ -253,15 +253,31 @@ class Workers:
         self.tasks: dict[int, Any] = {}
 
     def start(self, slot: Slot) -> None:
-        if self.method == "forkserver" and not start_server():
-            self.method, self.context = "spawn", multiprocessing.get_context("spawn")
-        self.tasks[slot.index] = self.context.Queue()
-        process = self.context.Process(
-            target=serve, name=f"side-by-side-{slot.index}", daemon=True,
-            args=(slot, self.payload, self.tasks[slot.index], self.results, os.getpid()))
-        with environment(**pinned(slot)):  # from its start, where it is spawned
-            process.start()
-        self.processes[slot.index] = process
+        """Start the slot's worker. Where the server it is forked from ends before it forks
+        one (killed, or one of its imports failed: its error is printed above), a new server
+        is started once; then the sweep is refused in one sentence."""
+        for attempt in range(2):
+            if self.method == "forkserver" and not start_server():
+                self.method, self.context = "spawn", multiprocessing.get_context("spawn")
+            self.tasks[slot.index] = self.context.Queue()
+            process = self.context.Process(
+                target=serve, name=f"side-by-side-{slot.index}", daemon=True,
+                args=(slot, self.payload, self.tasks[slot.index], self.results, os.getpid()))
+            try:
+                with environment(**pinned(slot)):  # from its start, where it is spawned
+                    process.start()
+            except (EOFError, ConnectionError) as err:  # the server ended meanwhile
+                if attempt:
+                    raise UserError(
+                        "the sweep's workers cannot start: the server they are forked from, "
+                        "which imports torch, Lightning and the project for them, ended "
+                        "twice before forking one (its error, if it printed one, is above; "
+                        "e.g. MPLBACKEND naming a backend matplotlib refuses); "
+                        "hydra.launcher.n_jobs=1 runs the jobs in the sweep's own process."
+                    ) from err
+                continue
+            self.processes[slot.index] = process
+            return
 
     def give(self, slot: Slot, task: tuple[int, Any]) -> None:
         if slot.index not in self.processes or self.ended(slot.index) is not None:
