@@ -185,7 +185,7 @@ def check_run_config(cfg: DictConfig) -> None:
     require(devices in ("auto", -1) or (isinstance(devices, int) and devices >= 1)
             or (isinstance(devices, list | ListConfig) and len(devices) >= 1),
             "trainer.devices", devices, "an integer of at least 1, -1 (all), auto or a list")
-    for key in ("num_nodes", "accumulate_grad_batches"):
+    for key in ("num_nodes", "accumulate_grad_batches", "log_every_n_steps"):
         value = trainer.get(key, 1)
         require(isinstance(value, int) and value >= 1, f"trainer.{key}", value,
                 "an integer of at least 1")
