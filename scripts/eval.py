@@ -9,6 +9,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from dlfoundations.app import exit_with, run_app  # noqa: E402
 from dlfoundations.run.cli import run_job  # noqa: E402
+from dlfoundations.run.console import write_out  # noqa: E402
 from dlfoundations.run.evaluate import evaluate  # noqa: E402
 
 
@@ -16,10 +17,10 @@ from dlfoundations.run.evaluate import evaluate  # noqa: E402
 def main(cfg: DictConfig) -> None:
     metrics = run_job(evaluate, cfg)
     for key in sorted(k for k in metrics if k.startswith("test/")):
-        print(f"{key} {metrics[key]:.6f}")
+        write_out(f"{key} {metrics[key]:.6f}")
     for row in metrics.get("confusion_matrix", []):
-        print(" ".join(f"{count:5d}" for count in row))
-    print(f"written to {cfg.paths.output_dir}")
+        write_out(" ".join(f"{count:5d}" for count in row))
+    write_out(f"written to {cfg.paths.output_dir}")
 
 
 if __name__ == "__main__":

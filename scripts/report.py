@@ -7,6 +7,7 @@ from pathlib import Path
 from dlfoundations.errors import UserError
 from dlfoundations.reporting.jobs import find_jobs
 from dlfoundations.reporting.summary import check_sweep_folder, warning_lines, write_summary
+from dlfoundations.run.console import write_out
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
@@ -15,9 +16,9 @@ if __name__ == "__main__":
     try:
         check_sweep_folder(sweep_dir)
         jobs = find_jobs(sweep_dir)
-        print(write_summary(sweep_dir, jobs))
+        write_out(write_summary(sweep_dir, jobs))
         for line in warning_lines(jobs):  # the other jobs are summarised; these are named
-            print(line, file=sys.stderr)
+            write_out(line, error=True)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        write_out(f"error: {err}", error=True)
         sys.exit(2)

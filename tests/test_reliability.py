@@ -25,7 +25,7 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
     (["model=mlp", "model.net.dropout=1.0"], "model.net.dropout=1.0 is not allowed"),
     (["trainer.max_epochs=0"], "trainer.max_epochs=0 is not allowed"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 is not allowed: "
-     "trainer.log_every_n_steps must be an integer of at least 1"),
+     "trainer.log_every_n_steps must be an integer of at least 1 or null"),
     (["data.val_size=60000"], "data.val_size=60000 is not allowed"),
     (["data.num_folds=5", "data.fold=5"], "data.fold=5 is not allowed"),
     (["trainer.devices=0"], "trainer.devices=0 is not allowed"),

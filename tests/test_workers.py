@@ -161,9 +161,9 @@ def test_a_server_that_cannot_import_ends_the_sweep_in_one_sentence(tmp_path: Pa
     assert "'nonsense' is not a valid value for backend" in output
     assert output.rstrip().splitlines()[-1] == (
         "error: the sweep's workers cannot start: the server they are forked from, which "
-        "imports torch, Lightning and the project for them, ended twice before forking one "
-        "(its error, if it printed one, is above; e.g. MPLBACKEND naming a backend matplotlib "
-        "refuses); hydra.launcher.n_jobs=1 runs the jobs in the sweep's own process.")
+        "imports torch, Lightning and the project for them, ended twice before forking one; "
+        "its error, if it printed one, is above (e.g. MPLBACKEND naming a backend matplotlib "
+        "refuses, which the jobs' own imports meet too).")
     assert "EOFError" not in output
     assert not list((tmp_path / "sweep").glob("*/metrics.json"))
     assert none_left(sweep.pid) == []

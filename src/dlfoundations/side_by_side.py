@@ -271,9 +271,9 @@ class Workers:
                     raise UserError(
                         "the sweep's workers cannot start: the server they are forked from, "
                         "which imports torch, Lightning and the project for them, ended "
-                        "twice before forking one (its error, if it printed one, is above; "
-                        "e.g. MPLBACKEND naming a backend matplotlib refuses); "
-                        "hydra.launcher.n_jobs=1 runs the jobs in the sweep's own process."
+                        "twice before forking one; its error, if it printed one, is above "
+                        "(e.g. MPLBACKEND naming a backend matplotlib refuses, which the jobs' "
+                        "own imports meet too)."
                     ) from err
                 continue
             self.processes[slot.index] = process

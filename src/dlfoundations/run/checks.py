@@ -187,8 +187,9 @@ def check_run_config(cfg: DictConfig) -> None:
             "trainer.devices", devices, "an integer of at least 1, -1 (all), auto or a list")
     for key in ("num_nodes", "accumulate_grad_batches", "log_every_n_steps"):
         value = trainer.get(key, 1)
-        require(isinstance(value, int) and value >= 1, f"trainer.{key}", value,
-                "an integer of at least 1")
+        optional = key == "log_every_n_steps"  # null: Lightning's default, 50
+        require((optional and value is None) or (isinstance(value, int) and value >= 1),
+                f"trainer.{key}", value, "an integer of at least 1" + " or null" * optional)
     require(cfg.monitor.mode in ("max", "min"), "monitor.mode", cfg.monitor.mode, "max or min")
     threads = cfg.get("threads")
     require(threads is None or (isinstance(threads, int) and threads >= 1), "threads", threads,
