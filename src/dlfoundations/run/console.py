@@ -113,9 +113,12 @@ def write_out(text: str, *, error: bool = False) -> None:
         print(text, file=stream, flush=True)
     except OSError:
         with suppress(OSError, ValueError):  # e.g. a stream with no file descriptor
+            target = stream.fileno()
             null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, stream.fileno())
-            os.close(null)
+            try:
+                os.dup2(null, target)
+            finally:
+                os.close(null)
 
 
 def say(line: str, *, error: bool = False, console: bool = True) -> None:
