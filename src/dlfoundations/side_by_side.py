@@ -422,10 +422,10 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
                 if pending and slot.index not in busy:
                     busy[slot.index] = pending[0][0]
                     workers.give(slot, pending.popleft())
-            if not pending and 0 < len(busy) < len(slots) and not summary_imported:
-                summary_imported = INTERRUPTS.received is None
-                if summary_imported:
-                    import_its_modules()
+            if (not pending and 0 < len(busy) < len(slots) and not summary_imported
+                    and INTERRUPTS.received is None):
+                import_its_modules()
+                summary_imported = True
             try:
                 index, task, returned = workers.results.get(timeout=POLL_S)
                 for position, job in zip(tasks[task][0], returned, strict=True):
