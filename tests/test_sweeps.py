@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -195,14 +195,12 @@ def test_a_sweep_whose_stdout_cannot_be_written_still_runs_and_summarises(
     sweep_dir = tmp_path / "sweep"
     arguments = [*command, "-m", "model=softmax", "optim=sgd,adam", "data.batch_size=256,1024",
                  *TINY, f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}"]
-    with open(os.devnull if stdout == "closed_pipe" else "/dev/full", "w") as target:
-        if stdout == "closed_pipe":
-            process = subprocess.Popen(arguments, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
+    closed = stdout == "closed_pipe"
+    with nullcontext(subprocess.PIPE) if closed else open("/dev/full", "w") as target:
+        process = subprocess.Popen(arguments, cwd=ROOT, env=env, stdout=target,
+                                   stderr=subprocess.PIPE, text=True)
+        if closed:
             process.stdout.close()  # the reader is gone before the first line
-        else:
-            process = subprocess.Popen(arguments, cwd=ROOT, env=env, stdout=target,
-                                       stderr=subprocess.PIPE, text=True)
         errors = process.stderr.read()
         assert process.wait(timeout=600) == 0, errors[-3000:]
     assert errors == ""
