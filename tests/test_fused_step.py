@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from benchmarks.fused_step import SIX, OperatorCount, group
-from dlfoundations.fused.step import member_losses, train_step
+from dlfoundations.fused.step import cross_entropy, member_losses, train_step
 
 
 def operators(net: str, members: int, optimizers: list) -> int:
@@ -68,3 +69,23 @@ def test_the_step_compiles_as_whole_graphs_with_the_same_numbers(net: str, optim
     torch.testing.assert_close(network.flat, eager[0].flat, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(sums[1], sums[0], rtol=1e-12, atol=1e-12)
     assert optimizer.member_state(0)["step"] == 5
+
+
+@pytest.mark.parametrize("classes", [2, 10, 15, 16, 17])
+def test_the_padded_cross_entropy_gives_torchs_losses_and_gradients(classes: int) -> None:
+    """Padded with -inf on the CPU below 16 classes (its fast kernel), the cross-entropy is
+    torch's own: the same losses and gradients in float64, and the same non-finite losses
+    where a logit is inf or NaN."""
+    logits = torch.randn(96, classes, dtype=torch.float64) * 5
+    logits[0, 0], logits[1, -1] = float("inf"), float("nan")
+    targets = torch.randint(classes, (96,))
+    results = []
+    for function in (cross_entropy, lambda o, t: F.cross_entropy(o, t, reduction="none")):
+        leaf = logits.clone().requires_grad_()
+        losses = function(leaf, targets)
+        losses[2:].sum().backward()
+        results.append((losses.detach(), leaf.grad))
+    (padded, padded_grad), (torchs, torchs_grad) = results
+    torch.testing.assert_close(padded, torchs, rtol=1e-15, atol=1e-15, equal_nan=True)
+    torch.testing.assert_close(padded_grad, torchs_grad, rtol=1e-15, atol=1e-15, equal_nan=True)
+    assert not padded[:2].isfinite().any()

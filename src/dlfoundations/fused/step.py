@@ -10,6 +10,7 @@ what a CUDA graph needs."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -18,8 +19,24 @@ import torch.nn.functional as F
 from dlfoundations.fused.rules import StackedOptimizer
 from dlfoundations.fused.stacked import StackedNetwork
 
+#: the fewest classes the CPU's log-softmax computes at full speed: over fewer it takes a path
+#: about 10x slower per row (6,144 rows of float32: 926 us at 10 classes, 99 us at 16, on the
+#: 2-core CPU), so ``cross_entropy`` pads the logits with -inf up to this many
+CPU_FAST_CLASSES = 16
+
 LossesOf = Callable[[StackedNetwork, torch.Tensor, torch.Tensor, list[torch.Tensor]],
                     tuple[torch.Tensor, torch.Tensor]]
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Each row's cross-entropy -log softmax(o)_y (N,) of logits ``o`` (N, classes). On the
+    CPU, with fewer than ``CPU_FAST_CLASSES`` classes, of the logits padded with -inf: a
+    class of logit -inf adds exp(-inf) = 0 to the softmax's sum and changes no loss or
+    gradient, yet the kernel takes its fast path."""
+    classes = logits.shape[1]
+    if logits.device.type == "cpu" and classes < CPU_FAST_CLASSES:
+        logits = F.pad(logits, (0, CPU_FAST_CLASSES - classes), value=-math.inf)
+    return F.cross_entropy(logits, targets, reduction="none")
 
 
 def member_losses(network: StackedNetwork, x: torch.Tensor, y: torch.Tensor,
@@ -28,8 +45,8 @@ def member_losses(network: StackedNetwork, x: torch.Tensor, y: torch.Tensor,
     (K or 1, B) and dropout ``masks``, and each member's mean cross-entropy (K,)."""
     members = network.flat.shape[0]
     logits = network(x, masks)
-    losses = F.cross_entropy(logits.flatten(0, 1), y.expand(members, -1).flatten(),
-                             reduction="none").view(members, -1).mean(dim=1)
+    losses = cross_entropy(logits.flatten(0, 1), y.expand(members, -1).flatten()
+                           ).view(members, -1).mean(dim=1)
     return logits, losses
 
 
