@@ -85,12 +85,13 @@ class Member:
     @contextmanager
     def active(self, log: bool = True) -> Iterator[None]:
         """Hydra's config is this job's and (with ``log``) its log file receives the lines,
-        as in a job of the default launcher (Hydra's copy of the job's config made once, kept
-        while no other config was set)."""
+        as in a job of the default launcher (Hydra's copy of the job's config made once, and set
+        again each time)."""
         hydra = HydraConfig.instance()
-        if self.hydra_config is None or hydra.cfg is not self.hydra_config:
+        if self.hydra_config is None:
             hydra.set_config(self.sweep_config)
             self.hydra_config = hydra.cfg
+        hydra.cfg = self.hydra_config  # the copy set_config made (about 10 ms a copy)
         root = logging.getLogger()
         if log:
             root.addHandler(self.log)

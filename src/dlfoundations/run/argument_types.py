@@ -11,6 +11,7 @@ Hints this check does not know (a class, a callable) are left to the class itsel
 from __future__ import annotations
 
 import collections.abc
+import functools
 import inspect
 import types
 import typing
@@ -74,9 +75,11 @@ def describe(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
+@functools.cache
 def argument_hints(target: str) -> tuple[str, dict[str, Any]]:
     """The name of what ``target`` names and the type hints of its arguments (none where
-    they cannot be read)."""
+    they cannot be read); read once per process (a fused group's members share their
+    classes, whose hints take milliseconds to evaluate)."""
     try:
         built = get_class(target)
     except Exception:
