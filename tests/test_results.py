@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from dlfoundations.reporting import figures
-from dlfoundations.reporting.jobs import Job, Setting, find_jobs, settings, swept_axes
+from dlfoundations.reporting.jobs import (
+    Job,
+    Setting,
+    find_jobs,
+    read_job_files,
+    settings,
+    swept_axes,
+)
+from dlfoundations.reporting.summary import read_ahead
 from tests.conftest import get, run_script, tensorboard_server
 
 pytestmark = pytest.mark.slow  # subprocesses, services or many runs
@@ -252,6 +260,27 @@ def test_a_summary_module_that_cannot_be_imported_is_left_to_the_summary(sweep: 
     assert result.returncode == 1 and "'nonsense' is not a valid value for backend" in \
         result.stderr
     assert not list(copy.glob("*.png"))
+
+
+def test_a_job_read_ahead_is_read_again_once_one_of_its_files_changes(sweep: tuple,
+                                                                      tmp_path: Path) -> None:
+    """A launcher reads its finished jobs while a core idles (``read_ahead``); the summary
+    then reads again only the folders whose files changed since: a new number in
+    ``metrics.json`` or a curve's event file appended to, never the old numbers."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep[0], copy)
+    first, second = sorted(p for p in copy.iterdir() if (p / "metrics.json").is_file())[:2]
+    read_ahead(first)
+    read_ahead(second)
+    metrics = json.loads((first / "metrics.json").read_text())
+    (first / "metrics.json").write_text(json.dumps({**metrics, "val/acc": 0.125}))
+    shutil.copy(next(second.glob("events.out.tfevents.*")),
+                second / "events.out.tfevents.9999999999.later.1.0")  # every point again
+    jobs = {job.path.name: job for job in find_jobs(copy)}
+    assert jobs[first.name].metrics["val/acc"] == 0.125
+    again = jobs[second.name].curves["val/acc"]
+    assert again == read_job_files(second).curves["val/acc"]
+    assert len(again) == 2 * len(read_job_files(first).curves["val/acc"])
 
 
 def test_report_names_a_damaged_or_missing_job_and_summarises_the_rest(sweep: tuple,

@@ -37,7 +37,7 @@ from dlfoundations import folder
 from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, refused, require
 from dlfoundations.progress import PROGRESS
-from dlfoundations.reporting.summary import import_its_modules
+from dlfoundations.reporting.summary import import_its_modules, read_ahead
 from dlfoundations.status import Status
 
 #: how often the launcher looks at signals and at its workers while it waits, in seconds
@@ -399,8 +399,9 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
     to a free worker; a job's line is printed as its task returns. Signals are forwarded to
     the workers and end the sweep (exit status 3); a worker that dies leaves its jobs
     ``failed``. Once every task is handed out and a slot is free, the summary's modules are
-    imported here, in the launcher's own thread (a signal is forwarded after them, within a
-    second). Returns each job's return by its position among ``configs``."""
+    imported and the finished jobs' folders read here, in the launcher's own thread, one at a
+    time (a signal is forwarded after them, within a second). Returns each job's return by
+    its position among ``configs``."""
     from dlfoundations.interrupts import INTERRUPTS
     from dlfoundations.run.cli import sweep_stopped
 
@@ -412,6 +413,7 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
     returns: dict[int, JobReturn] = {}
     busy: dict[int, int] = {}  # slot index -> the task it runs
     forwarded, summary_imported = 0, False
+    finished: deque[Path] = deque()  # the folders of returned jobs, not yet read ahead
     try:
         while pending or busy:
             while forwarded < INTERRUPTS.count:  # each signal once, a second one too
@@ -422,15 +424,22 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
                 if pending and slot.index not in busy:
                     busy[slot.index] = pending[0][0]
                     workers.give(slot, pending.popleft())
-            if (not pending and 0 < len(busy) < len(slots) and not summary_imported
-                    and INTERRUPTS.received is None):
-                import_its_modules()
-                summary_imported = True
+            wait_s = POLL_S
+            if (not pending and 0 < len(busy) < len(slots)
+                    and INTERRUPTS.received is None):  # a core idles
+                if not summary_imported:
+                    import_its_modules()
+                    summary_imported = True
+                elif finished:
+                    read_ahead(finished.popleft())
+                    wait_s = 0  # the next one at once, unless a task has returned
             try:
-                index, task, returned = workers.results.get(timeout=POLL_S)
+                index, task, returned = workers.results.get(timeout=wait_s)
                 for position, job in zip(tasks[task][0], returned, strict=True):
                     returns[position] = job
                     PROGRESS.job_done(job)
+                    if job.working_dir:
+                        finished.append(Path(job.working_dir))
                 del busy[index]
             except queue.Empty:
                 for index, task in list(busy.items()):

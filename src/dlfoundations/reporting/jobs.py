@@ -13,7 +13,7 @@ import logging
 import math
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -128,7 +128,39 @@ def read_yaml(path: Path, default: Any) -> Any:
         raise ValueError(f"{path.name} cannot be read ({type(err).__name__})") from err
 
 
+#: each job folder read in this process (by its absolute path), with the state of its files
+#: then (``files_state``): a sweep's launcher reads its finished jobs while a core idles, and
+#: the summary after the last job reads again only the folders whose files changed
+READ_BEFORE: dict[Path, tuple[tuple, Job]] = {}
+
+
+def files_state(path: Path) -> tuple:
+    """Name, size and modification time of each file ``read_job`` reads (None for a missing
+    one): any write to them changes it."""
+    files = [path / ".hydra" / "overrides.yaml", path / ".hydra" / "config.yaml",
+             path / "metrics.json", *sorted(path.glob("events.out.tfevents.*"))]
+    state = []
+    for file in files:
+        try:
+            stat = file.stat()
+            state.append((file.name, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            state.append((file.name, None))
+    return tuple(state)
+
+
 def read_job(path: Path) -> Job:
+    """A job from its folder (``read_job_files``), or as read before in this process where
+    none of its files changed since (a copy: ``name_jobs`` names it per sweep)."""
+    key = path.absolute()
+    state = files_state(path)
+    before = READ_BEFORE.get(key)
+    if before is None or before[0] != state:
+        before = READ_BEFORE[key] = (state, read_job_files(path))
+    return replace(before[1], path=path)
+
+
+def read_job_files(path: Path) -> Job:
     """A job from its folder; a job whose files cannot be read keeps its overrides (where
     they can be read) and says why in ``problem``."""
     overrides: list[str] = []

@@ -13,7 +13,14 @@ from typing import Any
 from dlfoundations.errors import UserError
 from dlfoundations.folder import write_text
 from dlfoundations.reporting import figures, tables
-from dlfoundations.reporting.jobs import Job, find_jobs, missing_jobs, settings, swept_axes
+from dlfoundations.reporting.jobs import (
+    Job,
+    find_jobs,
+    missing_jobs,
+    read_job,
+    settings,
+    swept_axes,
+)
 
 DEFAULT_REPORT: dict[str, Any] = {
     "figures": [{"name": "curves", "tags": ["val/loss", "val/acc"], "x": "auto"}],
@@ -70,6 +77,14 @@ def import_its_modules() -> None:
         import tensorboard.backend.event_processing.event_accumulator  # noqa: F401
 
         figures.pyplot()
+
+
+def read_ahead(job_dir: Path) -> None:
+    """Read a finished job's folder for the summary while a core idles (``read_job`` keeps
+    it; the summary reads again only what changed). What cannot be read is left to the
+    summary, which says why."""
+    with contextlib.suppress(Exception):
+        read_job(job_dir)
 
 
 def write_summary(sweep_dir: str | Path, found: list[Job] | None = None) -> str:
