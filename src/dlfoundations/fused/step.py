@@ -19,22 +19,26 @@ import torch.nn.functional as F
 from dlfoundations.fused.rules import StackedOptimizer
 from dlfoundations.fused.stacked import StackedNetwork
 
-#: the fewest classes the CPU's log-softmax computes at full speed: over fewer it takes a path
-#: about 10x slower per row (6,144 rows of float32: 926 us at 10 classes, 99 us at 16, on the
-#: 2-core CPU), so ``cross_entropy`` pads the logits with -inf up to this many
+#: torch's float32 log-softmax on the CPU over fewer classes than this takes a path about 10x
+#: slower per row (6,144 rows: 926 us at 10 classes, 99 us at 16, on the 2-core CPU), so
+#: ``cross_entropy`` pads such logits with -inf to this many columns, from ``PAD_FROM``
+#: classes on (with fewer, and in float64, the padded loss is no faster)
 CPU_FAST_CLASSES = 16
+PAD_FROM = 5
 
 LossesOf = Callable[[StackedNetwork, torch.Tensor, torch.Tensor, list[torch.Tensor]],
                     tuple[torch.Tensor, torch.Tensor]]
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Each row's cross-entropy -log softmax(o)_y (N,) of logits ``o`` (N, classes). On the
-    CPU, with fewer than ``CPU_FAST_CLASSES`` classes, of the logits padded with -inf: a
-    class of logit -inf adds exp(-inf) = 0 to the softmax's sum and changes no loss or
-    gradient, yet the kernel takes its fast path."""
+    """Each row's cross-entropy -log softmax(o)_y (N,) of logits ``o`` (N, classes), every
+    target a class of the logits (``check_model_fits_data``). On the CPU in float32, with
+    ``PAD_FROM`` to ``CPU_FAST_CLASSES`` - 1 classes, of the logits padded with -inf: a class
+    of logit -inf adds exp(-inf) = 0 to the softmax's sum and changes no loss or gradient,
+    yet the kernel takes its fast path."""
     classes = logits.shape[1]
-    if logits.device.type == "cpu" and classes < CPU_FAST_CLASSES:
+    if (logits.device.type == "cpu" and logits.dtype == torch.float32
+            and PAD_FROM <= classes < CPU_FAST_CLASSES):
         logits = F.pad(logits, (0, CPU_FAST_CLASSES - classes), value=-math.inf)
     return F.cross_entropy(logits, targets, reduction="none")
 
