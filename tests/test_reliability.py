@@ -26,6 +26,8 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
     (["trainer.max_epochs=0"], "trainer.max_epochs=0 is not allowed"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 is not allowed: "
      "trainer.log_every_n_steps must be an integer of at least 1 or null"),
+    (["+model.num_classes=5"], "model.num_classes=5 is not allowed: FashionMNISTDataModule "
+     "has 10 classes, so model.num_classes must be at least 10"),
     (["data.val_size=60000"], "data.val_size=60000 is not allowed"),
     (["data.num_folds=5", "data.fold=5"], "data.fold=5 is not allowed"),
     (["trainer.devices=0"], "trainer.devices=0 is not allowed"),

@@ -46,6 +46,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
     """
 
     task = Task.CLASSIFICATION
+    #: the labels a ten-class model tells apart (0-9)
+    num_classes = len(CLASS_NAMES)
 
     def __init__(
         self,

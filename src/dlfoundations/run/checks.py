@@ -121,9 +121,9 @@ def target_class(cfg: DictConfig, group: str, base: type, example: str) -> type:
 
 
 def check_model_fits_data(cfg: DictConfig) -> None:
-    """A classifier needs image data, logistic regression two of its classes, linear
-    regression synthetic data; hand-derived gradients exist for some models only; the
-    monitored metric is one the model logs."""
+    """A classifier needs image data and an output for each of its classes, logistic
+    regression two of its classes, linear regression synthetic data; hand-derived gradients
+    exist for some models only; the monitored metric is one the model logs."""
     model_cls = target_class(cfg, "model", L.LightningModule, "dlfoundations.models.Classifier")
     data_cls = target_class(cfg, "data", L.LightningDataModule,
                             "dlfoundations.data.FashionMNISTDataModule")
@@ -137,6 +137,11 @@ def check_model_fits_data(cfg: DictConfig) -> None:
                 f"model {model_cls.__name__}: data.classes must be null for the ten-class "
                 "models (two classes are for model=logreg).")
         return
+    labels, num_classes = getattr(data_cls, "num_classes", None), cfg.model.get("num_classes")
+    if labels is not None and isinstance(num_classes, int) and num_classes < labels:
+        raise UserError(
+            f"model.num_classes={num_classes} is not allowed: {data_cls.__name__} has {labels} "
+            f"classes, so model.num_classes must be at least {labels}.")
     if model_cls.task == Task.TWO_CLASS and data_cls.task == Task.CLASSIFICATION:
         raise UserError(f"model {model_cls.__name__} needs two classes: set data.classes=[a,b]"
                         " (e.g. [0,6], T-shirt/top against Shirt).")
