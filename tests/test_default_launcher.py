@@ -17,6 +17,7 @@ from dlfoundations.fused import rules
 from dlfoundations.fused.grouping import plan_line, split_groups
 from dlfoundations.fused.launch import Task, expected_steps, longest_first
 from dlfoundations.fused.plan import reason, resumed_from, why_not_fused
+from dlfoundations.reporting.jobs import READ_BEFORE
 from tests.conftest import ROOT, compose_train, start_script
 from tests.fused_runs import largest_difference, log_lines, metrics_of, weights
 from tests.in_process import SMALL, run_in_process
@@ -121,6 +122,22 @@ def test_jobs_alone_on_workers_without_a_group(tmp_path: Path, raw_paths: dict) 
     assert "Sweep of 1 job into" in outcome.output
     assert "1 job alone (not fused: no other job of its shape)" in outcome.output
     assert [metrics_of(job)["status"] for job in tmp_path.glob("*/")] == ["completed"]
+
+
+def test_the_launcher_reads_ahead_only_its_jobs_own_folders(tmp_path: Path,
+                                                            raw_paths: dict) -> None:
+    """While the longest job trains on one worker, the launcher reads the others' folders
+    ahead for the summary, jobs alone included (whose Hydra working folder is the launcher's
+    own): it keeps the four job folders and never its own folder."""
+    outcome = run_in_process("train.py", "-m", "model=softmax", "trainer.max_epochs=12,1",
+                             "trainer.limit_train_batches=400,2",
+                             "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+                             "hydra.sweep.subdir=${hydra.job.num}",
+                             f"hydra.sweep.dir={tmp_path}")
+    assert outcome.status == 0, outcome.output[-3000:]
+    assert "4 jobs alone" in outcome.output
+    assert {tmp_path / str(job) for job in range(4)} <= set(READ_BEFORE)
+    assert Path.cwd() not in READ_BEFORE
 
 
 #: two jobs the fused launcher computes (limit_val_batches=2) and two it does not (0), in

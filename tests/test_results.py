@@ -283,6 +283,29 @@ def test_a_job_read_ahead_is_read_again_once_one_of_its_files_changes(sweep: tup
     assert len(again) == 2 * len(read_job_files(first).curves["val/acc"])
 
 
+def test_a_signal_stops_a_long_reading_ahead_at_once(sweep: tuple, tmp_path: Path) -> None:
+    """Reading a folder with a large event file takes seconds (TensorBoard checks each record
+    with a CRC computed in Python); a signal meanwhile stops ``read_ahead`` at once, so that
+    the launcher forwards it to its workers next, and nothing half-read is kept."""
+    job = tmp_path / "job"
+    shutil.copytree(next(p for p in sweep[0].iterdir() if (p / "metrics.json").is_file()), job)
+    events = next(job.glob("events.out.tfevents.*"))
+    events.write_bytes(events.read_bytes() * 400)  # valid records, tens of megabytes
+    code = ("import os, signal, threading\n"
+            "from pathlib import Path\n"
+            "import tensorboard.backend.event_processing.event_accumulator\n"
+            "from dlfoundations.interrupts import INTERRUPTS\n"
+            "from dlfoundations.reporting import jobs\n"
+            "from dlfoundations.reporting.summary import read_ahead\n"
+            "INTERRUPTS.install()\n"
+            "threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+            f"read_ahead(Path({str(job)!r}))\n"
+            "print(INTERRUPTS.signal_name(), len(jobs.READ_BEFORE))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600)
+    assert result.stdout == "SIGINT 0\n", result.stderr[-2000:]
+
+
 def test_report_names_a_damaged_or_missing_job_and_summarises_the_rest(sweep: tuple,
                                                                        tmp_path: Path) -> None:
     copy = tmp_path / "sweep"

@@ -400,8 +400,8 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
     the workers and end the sweep (exit status 3); a worker that dies leaves its jobs
     ``failed``. Once every task is handed out and a slot is free, the summary's modules are
     imported and the finished jobs' folders read here, in the launcher's own thread, one at a
-    time (a signal is forwarded after them, within a second). Returns each job's return by
-    its position among ``configs``."""
+    time (a signal is forwarded after the import, within a second, and stops a folder's
+    reading at once). Returns each job's return by its position among ``configs``."""
     from dlfoundations.interrupts import INTERRUPTS
     from dlfoundations.run.cli import sweep_stopped
 
@@ -413,7 +413,7 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
     returns: dict[int, JobReturn] = {}
     busy: dict[int, int] = {}  # slot index -> the task it runs
     forwarded, summary_imported = 0, False
-    finished: deque[Path] = deque()  # the folders of returned jobs, not yet read ahead
+    finished: deque[int] = deque()  # the positions of returned jobs, not yet read ahead
     try:
         while pending or busy:
             while forwarded < INTERRUPTS.count:  # each signal once, a second one too
@@ -431,15 +431,14 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
                     import_its_modules()
                     summary_imported = True
                 elif finished:
-                    read_ahead(finished.popleft())
+                    read_ahead(sweep_job_folder(configs[finished.popleft()]))
                     wait_s = 0  # the next one at once, unless a task has returned
             try:
                 index, task, returned = workers.results.get(timeout=wait_s)
                 for position, job in zip(tasks[task][0], returned, strict=True):
                     returns[position] = job
                     PROGRESS.job_done(job)
-                    if job.working_dir:
-                        finished.append(Path(job.working_dir))
+                    finished.append(position)
                 del busy[index]
             except queue.Empty:
                 for index, task in list(busy.items()):

@@ -12,6 +12,7 @@ from typing import Any
 
 from dlfoundations.errors import UserError
 from dlfoundations.folder import write_text
+from dlfoundations.interrupts import INTERRUPTS
 from dlfoundations.reporting import figures, tables
 from dlfoundations.reporting.jobs import (
     Job,
@@ -81,9 +82,10 @@ def import_its_modules() -> None:
 
 def read_ahead(job_dir: Path) -> None:
     """Read a finished job's folder for the summary while a core idles (``read_job`` keeps
-    it; the summary reads again only what changed). What cannot be read is left to the
-    summary, which says why."""
-    with contextlib.suppress(Exception):
+    it; the summary reads again only what changed). A signal stops the reading at once
+    (``INTERRUPTS.run``: a launcher forwards it to its workers next; a large event file takes
+    seconds); what cannot be read is left to the summary, which says why."""
+    with contextlib.suppress(Exception), INTERRUPTS.run():
         read_job(job_dir)
 
 
