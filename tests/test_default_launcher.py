@@ -12,6 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from dlfoundations import folder
 from dlfoundations.errors import UserError
 from dlfoundations.fused import rules
 from dlfoundations.fused.grouping import plan_line, split_groups
@@ -138,6 +139,27 @@ def test_the_launcher_reads_ahead_only_its_jobs_own_folders(tmp_path: Path,
     assert "4 jobs alone" in outcome.output
     assert {tmp_path / str(job) for job in range(4)} <= set(READ_BEFORE)
     assert Path.cwd() not in READ_BEFORE
+
+
+@pytest.mark.parametrize("launcher", ["fused", "auto"])
+def test_a_member_refused_for_bad_input_is_recorded_as_its_run_alone(launcher: str,
+                                                                     tmp_path: Path,
+                                                                     raw_paths: dict) -> None:
+    """A member refused before it trained (``optim.lr=-1``: the plan lets it through, the
+    run's own checks refuse it) records ``"refused": true`` as its run alone does, the mark
+    by which the corrected command takes its folder over; its group trains on."""
+    records = {}
+    for name in (launcher, "basic"):
+        outcome = run_in_process("train.py", "-m", f"hydra/launcher={name}", "model=softmax",
+                                 *SMALL, "optim=sgd", "optim.lr=0.1,-1",
+                                 "hydra.sweep.subdir=${hydra.job.num}",
+                                 f"hydra.sweep.dir={tmp_path / name}")
+        assert outcome.status == 0, outcome.output[-3000:]
+        assert metrics_of(tmp_path / name / "0")["status"] == "completed"
+        records[name] = metrics_of(tmp_path / name / "1")
+        assert folder.holds_only_refused_run(tmp_path / name / "1"), name
+    assert records[launcher] == records["basic"]
+    assert records["basic"]["refused"] is True
 
 
 #: two jobs the fused launcher computes (limit_val_batches=2) and two it does not (0), in

@@ -33,7 +33,7 @@ from dlfoundations.run.cli import (
     as_user_error,
     check_added_keys,
     one_line,
-    record_failure,
+    record_job_failure,
     take_folder,
 )
 from dlfoundations.run.train import RunStart, best_epoch, finish_run, start_run
@@ -105,14 +105,15 @@ class Member:
         return bool(self.metrics) and self.metrics.get("status") != Status.COMPLETED
 
     def fail(self, err: BaseException) -> None:
-        """End this member alone with ``failed`` and the one-line reason (in its folder where
-        it claimed one; a refused resume leaves the folder as it was); the group goes on
-        without it."""
+        """End this member alone with ``failed`` and the one-line reason, in its folder as the
+        job alone records it (``record_job_failure``: marked refused where bad input stopped
+        it before it trained; a refused resume leaves the folder as it was); the group goes
+        on without it."""
         self.metrics = {"status": Status.FAILED, "reason": one_line(err)}
-        refused_resume = self.owner == "resumed" and as_user_error(err) is not None
-        if self.owner is not None and not refused_resume:  # the folder is the member's
-            self.log.open()
-            record_failure(self.run_dir, self.metrics)
+        bad_input = as_user_error(err) is not None
+        if self.owner == "claimed" or (self.owner == "resumed" and not bad_input):
+            self.log.open()  # the folder is the member's: its log file gets the lines
+        record_job_failure(self.run_dir, self.owner, self.metrics, bad_input)
         with self.active():
             console.say(f"job {Status.FAILED}: {self.metrics['reason']}", error=True)
             console.say_outcome(self.metrics, self.run_dir)

@@ -212,11 +212,7 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
         bad_input = as_user_error(err) is not None
         metrics = {"status": Status.INTERRUPTED if interrupted else Status.FAILED,
                    "reason": one_line(err)}
-        if owner == "claimed" and bad_input and not folder.holds_training(run_dir):
-            # refused before it trained: the next command into the folder takes it over
-            record_failure(run_dir, {**metrics, "refused": True})
-        elif owner == "claimed" or (owner == "resumed" and not bad_input):
-            record_failure(run_dir, metrics)  # a refused resume leaves the folder as it was
+        record_job_failure(run_dir, owner, metrics, bad_input)
         if not (interrupted or bad_input or isinstance(err, OSError) or in_multirun()):
             raise  # a bug: Hydra prints the traceback, exit status 1
     if INTERRUPTS.received is not None and metrics.get("status") == Status.COMPLETED:
@@ -253,6 +249,18 @@ def sweep_stopped(search: bool, sweep_dir: str) -> CommandEnded:
                             f"{INTERRUPTS.signal_name()}; no further trial starts. The study as "
                             f"it stands: {sweep_dir}/summary.md")
     return CommandEnded(EXIT_NOT_COMPLETED, sweep_dir=sweep_dir)
+
+
+def record_job_failure(run_dir: Path, owner: str | None, metrics: dict[str, Any],
+                       bad_input: bool) -> None:
+    """Write a job's failure where its folder is its own (``owner``: ``take_folder``'s
+    answer): marked ``"refused": true`` where bad input refused it before it trained, so that
+    the next command into the folder takes it over; nothing where a resume was refused (the
+    folder stays as it was)."""
+    if owner == "claimed" and bad_input and not folder.holds_training(run_dir):
+        record_failure(run_dir, {**metrics, "refused": True})
+    elif owner == "claimed" or (owner == "resumed" and not bad_input):
+        record_failure(run_dir, metrics)
 
 
 def record_failure(run_dir: Path, metrics: dict[str, Any]) -> None:
