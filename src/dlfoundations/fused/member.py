@@ -35,6 +35,7 @@ from dlfoundations.run.cli import (
     one_line,
     record_job_failure,
     take_folder,
+    writes_its_failure,
 )
 from dlfoundations.run.train import RunStart, best_epoch, finish_run, start_run
 from dlfoundations.side_by_side import sweep_job_folder
@@ -111,8 +112,8 @@ class Member:
         on without it."""
         self.metrics = {"status": Status.FAILED, "reason": one_line(err)}
         bad_input = as_user_error(err) is not None
-        if self.owner == "claimed" or (self.owner == "resumed" and not bad_input):
-            self.log.open()  # the folder is the member's: its log file gets the lines
+        if writes_its_failure(self.owner, bad_input):
+            self.log.open()  # its log file gets the lines too
         record_job_failure(self.run_dir, self.owner, self.metrics, bad_input)
         with self.active():
             console.say(f"job {Status.FAILED}: {self.metrics['reason']}", error=True)

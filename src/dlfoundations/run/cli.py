@@ -251,15 +251,21 @@ def sweep_stopped(search: bool, sweep_dir: str) -> CommandEnded:
     return CommandEnded(EXIT_NOT_COMPLETED, sweep_dir=sweep_dir)
 
 
+def writes_its_failure(owner: str | None, bad_input: bool) -> bool:
+    """Whether a failed job writes into its folder (``owner``: ``take_folder``'s answer): one
+    it claimed, or resumed for any failure but bad input (a refused resume leaves the folder
+    as it was)."""
+    return owner == "claimed" or (owner == "resumed" and not bad_input)
+
+
 def record_job_failure(run_dir: Path, owner: str | None, metrics: dict[str, Any],
                        bad_input: bool) -> None:
-    """Write a job's failure where its folder is its own (``owner``: ``take_folder``'s
-    answer): marked ``"refused": true`` where bad input refused it before it trained, so that
-    the next command into the folder takes it over; nothing where a resume was refused (the
-    folder stays as it was)."""
+    """Write a job's failure where it may (``writes_its_failure``), marked ``"refused":
+    true`` where bad input refused it before it trained, so that the next command into the
+    folder takes it over."""
     if owner == "claimed" and bad_input and not folder.holds_training(run_dir):
         record_failure(run_dir, {**metrics, "refused": True})
-    elif owner == "claimed" or (owner == "resumed" and not bad_input):
+    elif writes_its_failure(owner, bad_input):
         record_failure(run_dir, metrics)
 
 
