@@ -54,11 +54,13 @@ class OperatorCount(TorchDispatchMode):
 
 
 def group(net: str, members: int, optimizers: list, batch: int = 64,
-          dtype: torch.dtype = torch.float32, device: str = "cpu"
+          dtype: torch.dtype = torch.float32, device: str = "cpu", classes: int = 10
           ) -> tuple[StackedNetwork, StackedOptimizer, torch.Tensor, torch.Tensor]:
-    """A stacked network of ``members`` networks, its optimizer (one per member, cycling
-    through ``optimizers``, sorted by rule as a group sorts them), one shared batch."""
-    built = [networks.build(NETS[net], num_inputs=784, num_outputs=10) for _ in range(members)]
+    """A stacked network of ``members`` networks of ``classes`` outputs, its optimizer (one
+    per member, cycling through ``optimizers``, sorted by rule as a group sorts them), one
+    shared batch."""
+    built = [networks.build(NETS[net], num_inputs=784, num_outputs=classes)
+             for _ in range(members)]
     chosen = sorted((optimizers[k % len(optimizers)]([torch.zeros(1, requires_grad=True)])
                      for k in range(members)), key=lambda o: list(RULES).index(type(o)))
     generators = [torch.Generator(device).manual_seed(k) for k in range(members)]

@@ -6,12 +6,16 @@ graph: compiled whole, it gives the same numbers."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from benchmarks.fused_step import SIX, OperatorCount, group
-from dlfoundations.fused.step import cross_entropy, member_losses, train_step
+from dlfoundations.fused.closed_form import closed_form_gradients
+from dlfoundations.fused.loss import cross_entropy
+from dlfoundations.fused.step import autograd_gradients, member_losses, train_step
 
 
 def operators(net: str, members: int, optimizers: list) -> int:
@@ -39,17 +43,22 @@ def test_each_rule_adds_one_sequence_and_each_dropout_mask_a_few_operators() -> 
                          ids=["softmax, six optimizers", "mlp with dropout, adam"])
 def test_the_step_compiles_as_whole_graphs_with_the_same_numbers(net: str, optimizers: list
                                                                  ) -> None:
-    """The forward pass and the update each compiled with ``fullgraph=True`` (no host sync,
-    no Python branch on a value, which would break the graph): float64 numbers equal to the
-    step run eagerly, and no recompilation once every rule has its state, as the step count
-    and a rate (a schedule's change) move: what a CUDA graph needs. Traced by Dynamo and
-    AOTAutograd (``aot_eager``), which need no C++ compiler; Inductor's kernels give the same
-    numbers within 1e-13 where one is installed."""
+    """The gradients (autograd's forward pass, or softmax regression's closed form) and the
+    update each compiled with ``fullgraph=True`` (no host sync, no Python branch on a value,
+    which would break the graph): float64 numbers equal to the step run eagerly, and no
+    recompilation once every rule has its state, as the step count and a rate (a schedule's
+    change) move: what a CUDA graph needs. Traced by Dynamo and AOTAutograd (``aot_eager``),
+    which need no C++ compiler; Inductor's kernels give the same numbers within 1e-13 where
+    one is installed."""
     torch.manual_seed(0)
     eager = group(net, 6, optimizers, batch=8, dtype=torch.float64)
     torch.manual_seed(0)
     network, optimizer, _, _ = group(net, 6, optimizers, batch=8, dtype=torch.float64)
-    losses_of = torch.compile(member_losses, fullgraph=True, backend="aot_eager")
+    if network.one_linear_layer:
+        gradients = torch.compile(closed_form_gradients, fullgraph=True, backend="aot_eager")
+    else:
+        gradients = functools.partial(autograd_gradients, losses_of=torch.compile(
+            member_losses, fullgraph=True, backend="aot_eager"))
     optimizer.step = torch.compile(optimizer.step, fullgraph=True, backend="aot_eager")
     sums = [torch.zeros(6, 2, dtype=torch.float64) for _ in range(2)]
     try:
@@ -62,7 +71,7 @@ def test_the_step_compiles_as_whole_graphs_with_the_same_numbers(net: str, optim
             x = torch.rand(1, 8, 1, 28, 28, dtype=torch.float64)
             y = torch.randint(10, (1, 8))
             expected = train_step(eager[0], eager[1], x, y, sums[0])
-            compiled = train_step(network, optimizer, x, y, sums[1], losses_of)
+            compiled = train_step(network, optimizer, x, y, sums[1], gradients)
             torch.testing.assert_close(compiled, expected, rtol=1e-12, atol=1e-12)
     finally:
         torch.compiler.set_stance("default")
@@ -93,3 +102,28 @@ def test_the_padded_cross_entropy_gives_torchs_losses_and_gradients(classes: int
     torch.testing.assert_close(padded_grad, torchs_grad, rtol=tolerance, atol=tolerance,
                                equal_nan=True)
     assert not padded[:2].isfinite().any()
+
+
+@pytest.mark.parametrize("classes", [10, 16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batches", [1, 6], ids=["one batch", "a batch per member"])
+def test_softmax_regressions_closed_form_gives_autograds_losses_and_gradients(
+        classes: int, dtype: torch.dtype, batches: int) -> None:
+    """dl/do = (softmax(o) - onehot(y)) / B, then dl/dW and dl/db: the losses, logits and
+    gradients autograd gives (float32: within its rounding), whether the members read one
+    batch or each its own, and the same non-finite loss for a member whose logit is inf."""
+    network = group("softmax", 6, SIX, dtype=dtype, classes=classes)[0]
+    assert network.one_linear_layer and not group("mlp", 2, SIX)[0].one_linear_layer
+    with torch.no_grad():
+        network.flat[5, 784 * classes] = float("inf")  # member 5's bias of class 0
+    x = torch.rand(batches, 24, 1, 28, 28, dtype=dtype)
+    y = torch.randint(10, (batches, 24))
+    results = []
+    for gradients in (autograd_gradients, closed_form_gradients):
+        logits, losses = gradients(network, x, y)
+        results.append((logits.clone(), losses.clone(), network.grad[:5].clone()))
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-13
+    for autograds, closed_forms in zip(*results, strict=True):
+        torch.testing.assert_close(closed_forms, autograds, rtol=tolerance, atol=tolerance,
+                                   equal_nan=True)
+    assert results[1][1][:5].isfinite().all() and not results[1][1][5].isfinite()

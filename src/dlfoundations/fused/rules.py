@@ -309,9 +309,6 @@ class StackedOptimizer:
                 rates[member - group.start] = lr
                 self.prepare(group)
 
-    def zero_grad(self) -> None:
-        self.grad.zero_()
-
     @torch.no_grad()
     def step(self) -> None:
         self.steps.add_(1)

@@ -145,6 +145,10 @@ class StackedNetwork(nn.Module):
         self.generators = generators
         #: the features each dropout layer masks (the width of the Linear layer before it)
         self.mask_widths = mask_widths(self.layers)
+        #: one linear layer on the flattened input (softmax regression): gradients in closed
+        #: form (``fused.closed_form``)
+        self.one_linear_layer = ([layer.kind for layer in self.layers] == ["flatten", "linear"]
+                                 and not any(self.layers[1].dropout))
 
     def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None
                 ) -> torch.Tensor:

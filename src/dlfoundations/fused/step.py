@@ -3,44 +3,31 @@ stacked network, each member's mean cross-entropy l_k = -(1/B) sum_i log softmax
 the gradients of sum_k l_k (member k's parameters get exactly dl_k/dw_k), one update of every
 rule, and each member's sums of the epoch's loss and correct predictions. It dispatches the
 same operators whatever the number of members (dropout apart: a mask per member, from its own
-generator), and waits for no result on the host (the loop reads the losses after it). Its
-forward pass (the dropout masks drawn before it) and its update are each one graph for
+generator), and waits for no result on the host (the loop reads the losses after it).
+
+The gradients come from autograd, or for softmax regression in closed form
+(``closed_form``), which needs a third of the operators. Autograd's forward pass (the dropout
+masks drawn before it), the closed form and the update are each one graph for
 ``torch.compile(fullgraph=True)``, of static shapes (the epoch's partial last batch apart):
 what a CUDA graph needs."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
+from dlfoundations.fused.closed_form import closed_form_gradients
+from dlfoundations.fused.loss import cross_entropy
 from dlfoundations.fused.rules import StackedOptimizer
 from dlfoundations.fused.stacked import StackedNetwork
 
-#: torch's float32 log-softmax on the CPU over fewer classes than this takes a path about 10x
-#: slower per row (6,144 rows: 926 us at 10 classes, 99 us at 16, on the 2-core CPU), so
-#: ``cross_entropy`` pads such logits with -inf to this many columns, from ``PAD_FROM``
-#: classes on (with fewer, and in float64, the padded loss is no faster)
-CPU_FAST_CLASSES = 16
-PAD_FROM = 5
-
 LossesOf = Callable[[StackedNetwork, torch.Tensor, torch.Tensor, list[torch.Tensor]],
                     tuple[torch.Tensor, torch.Tensor]]
-
-
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Each row's cross-entropy -log softmax(o)_y (N,) of logits ``o`` (N, classes), every
-    target a class of the logits (``check_model_fits_data``). On the CPU in float32, with
-    ``PAD_FROM`` to ``CPU_FAST_CLASSES`` - 1 classes, of the logits padded with -inf: a class
-    of logit -inf adds exp(-inf) = 0 to the softmax's sum and changes no loss or gradient,
-    yet the kernel takes its fast path."""
-    classes = logits.shape[1]
-    if (logits.device.type == "cpu" and logits.dtype == torch.float32
-            and PAD_FROM <= classes < CPU_FAST_CLASSES):
-        logits = F.pad(logits, (0, CPU_FAST_CLASSES - classes), value=-math.inf)
-    return F.cross_entropy(logits, targets, reduction="none")
+#: computes the members' logits (K, B, classes) and losses (K,) on a batch and leaves the
+#: gradients in ``network.grad``
+Gradients = Callable[[StackedNetwork, torch.Tensor, torch.Tensor],
+                     tuple[torch.Tensor, torch.Tensor]]
 
 
 def member_losses(network: StackedNetwork, x: torch.Tensor, y: torch.Tensor,
@@ -54,17 +41,30 @@ def member_losses(network: StackedNetwork, x: torch.Tensor, y: torch.Tensor,
     return logits, losses
 
 
+def autograd_gradients(network: StackedNetwork, x: torch.Tensor, y: torch.Tensor,
+                       losses_of: LossesOf = member_losses) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients by autograd, through ``losses_of`` (``member_losses``, or a compiled
+    form of it)."""
+    logits, losses = losses_of(network, x, y, network.dropout_masks(x.shape[1]))
+    network.grad.zero_()
+    losses.sum().backward()
+    return logits.detach(), losses.detach()
+
+
+def gradients_of(network: StackedNetwork) -> Gradients:
+    """How a step computes ``network``'s gradients: in closed form for one linear layer."""
+    return closed_form_gradients if network.one_linear_layer else autograd_gradients
+
+
 def train_step(network: StackedNetwork, optimizer: StackedOptimizer, x: torch.Tensor,
-               y: torch.Tensor, sums: torch.Tensor, losses_of: LossesOf = member_losses
+               y: torch.Tensor, sums: torch.Tensor, gradients: Gradients | None = None
                ) -> torch.Tensor:
     """One step on batch ``x`` (K or 1, B, ...) with labels ``y`` (K or 1, B); adds each
     member's loss sum and correct count to ``sums`` (K, 2); returns the losses (K,).
-    ``losses_of`` computes the forward pass (``member_losses``, or a compiled form of it)."""
-    logits, losses = losses_of(network, x, y, network.dropout_masks(x.shape[1]))
-    optimizer.zero_grad()
-    losses.sum().backward()
+    ``gradients``: ``gradients_of(network)`` unless given (e.g. compiled)."""
+    logits, losses = (gradients or gradients_of(network))(network, x, y)
     optimizer.step()
     with torch.no_grad():
         correct = (logits.argmax(dim=2) == y).sum(dim=1)
         sums += torch.stack((losses * y.shape[1], correct.to(sums.dtype)), dim=1)
-    return losses.detach()
+    return losses
