@@ -398,10 +398,12 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
     """Hand each task (the positions of its jobs among ``configs``, and what ``work`` takes)
     to a free worker; a job's line is printed as its task returns. Signals are forwarded to
     the workers and end the sweep (exit status 3); a worker that dies leaves its jobs
-    ``failed``. Once every task is handed out and a slot is free, the summary's modules are
-    imported and the finished jobs' folders read here, in the launcher's own thread, one at a
-    time (a signal is forwarded after the import, within a second, and stops a folder's
-    reading at once). Returns each job's return by its position among ``configs``."""
+    ``failed``. The summary's modules are imported in a thread of their own from the start,
+    while the launcher waits: on a CPU machine, first for the server workers are forked from,
+    which imports torch and Lightning on another core for about a second longer. Once every
+    task is handed out and a slot is free, the finished jobs' folders are read here, in the
+    launcher's own thread, one at a time (a signal stops a folder's reading at once). Returns
+    each job's return by its position among ``configs``."""
     from dlfoundations.interrupts import INTERRUPTS
     from dlfoundations.run.cli import sweep_stopped
 
@@ -412,7 +414,10 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
     pending = deque(enumerate(item for _, item in tasks))
     returns: dict[int, JobReturn] = {}
     busy: dict[int, int] = {}  # slot index -> the task it runs
-    forwarded, summary_imported = 0, False
+    forwarded = 0
+    # while the first worker waits for its server, which imports torch and Lightning
+    importing = threading.Thread(target=import_its_modules, name="summary-imports")
+    importing.start()
     finished: deque[int] = deque()  # the positions of returned jobs, not yet read ahead
     try:
         while pending or busy:
@@ -425,14 +430,10 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
                     busy[slot.index] = pending[0][0]
                     workers.give(slot, pending.popleft())
             wait_s = POLL_S
-            if (not pending and 0 < len(busy) < len(slots)
+            if (not pending and 0 < len(busy) < len(slots) and finished
                     and INTERRUPTS.received is None):  # a core idles
-                if not summary_imported:
-                    import_its_modules()
-                    summary_imported = True
-                elif finished:
-                    read_ahead(sweep_job_folder(configs[finished.popleft()]))
-                    wait_s = 0  # the next one at once, unless a task has returned
+                read_ahead(sweep_job_folder(configs[finished.popleft()]))
+                wait_s = 0  # the next one at once, unless a task has returned
             try:
                 index, task, returned = workers.results.get(timeout=wait_s)
                 for position, job in zip(tasks[task][0], returned, strict=True):
@@ -450,6 +451,7 @@ def on_workers(launcher: Any, slots: list[Slot], configs: list[DictConfig],
                         del busy[index]
     finally:
         workers.stop()
+        importing.join()
     if INTERRUPTS.received is not None:
         raise sweep_stopped(config.get("search") is not None, str(config.hydra.sweep.dir))
     return returns

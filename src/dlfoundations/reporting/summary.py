@@ -71,9 +71,10 @@ def left_out(jobs: list[Job], missing: list[str]) -> list[str]:
 def import_its_modules() -> None:
     """Import what writing a summary imports besides this module: TensorBoard's event reader
     (``jobs.read_curves``) and matplotlib's pyplot (``figures``), about 0.7 s of a 2-core
-    CPU, which a sweep's launcher spends while a core idles before its last job ends
-    (``side_by_side.on_workers``) rather than after it. One that cannot be imported (e.g.
-    ``MPLBACKEND=nonsense``) is left to ``write_summary``, which says why after the jobs."""
+    CPU, which a sweep's launcher spends in a thread while it waits for its workers
+    (``side_by_side.on_workers``) rather than after the last job. One that cannot be imported
+    (e.g. ``MPLBACKEND=nonsense``) is left to ``write_summary``, which says why after the
+    jobs."""
     with contextlib.suppress(Exception):
         import tensorboard.backend.event_processing.event_accumulator  # noqa: F401
 
