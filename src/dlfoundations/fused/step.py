@@ -6,7 +6,7 @@ same operators whatever the number of members (dropout apart: a mask per member,
 generator), and waits for no result on the host (the loop reads the losses after it).
 
 The gradients come from autograd, or for softmax regression in closed form
-(``closed_form``), which needs a third of the operators. Autograd's forward pass (the dropout
+(``closed_form``), which records and walks no graph. Autograd's forward pass (the dropout
 masks drawn before it), the closed form and the update are each one graph for
 ``torch.compile(fullgraph=True)``, of static shapes (the epoch's partial last batch apart):
 what a CUDA graph needs."""
