@@ -242,6 +242,25 @@ def test_report_refuses_what_is_not_a_sweep_in_one_sentence(sweep: tuple, tmp_pa
         assert "Traceback" not in result.stderr and not list(one_run.glob("summary.*"))
 
 
+def test_a_sweep_whose_summary_cannot_be_written_says_so_and_ends_with_status_2(
+        tmp_path: Path, raw_paths: dict) -> None:
+    """Every job runs and is recorded; then the summary, whose ``summary.csv`` is a folder by
+    now, fails: one sentence naming that file, exit status 2, not a warning after exit 0."""
+    sweep_dir = tmp_path / "sweep"
+    result = run_script("train.py", "-m", "optim=sgd,adam", *(f"{k}={v}" for k, v in
+                                                                TINY.items()),
+                        "+hydra.callbacks.blocker._target_=tests.summary_blocker."
+                        "SummaryCsvAFolder", f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {sweep_dir} is not allowed: its summary cannot be written there (Is a "
+        f"directory: {sweep_dir / 'summary.csv'}).")
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr
+    statuses = [json.loads(path.read_text())["status"]
+                for path in sweep_dir.glob("*/metrics.json")]
+    assert statuses == ["completed", "completed"]
+
+
 def test_a_summary_module_that_cannot_be_imported_is_left_to_the_summary(sweep: tuple,
                                                                          tmp_path: Path) -> None:
     """The launcher imports the summary's modules early (``import_its_modules``, while a

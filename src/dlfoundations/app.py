@@ -20,7 +20,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from dlfoundations import folder
-from dlfoundations.errors import EXIT_BAD_INPUT, EXIT_NOT_COMPLETED, CommandEnded
+from dlfoundations.errors import EXIT_BAD_INPUT, EXIT_NOT_COMPLETED, CommandEnded, UserError
 from dlfoundations.interrupts import INTERRUPTS
 from dlfoundations.reporting.summary import write_summary
 from dlfoundations.run.cli import (
@@ -85,11 +85,13 @@ def run_command(app: Callable[[], Any], command: Command) -> int:
             raise  # a bug: its traceback, exit status 1
         write_out(f"error: {refusal(err, command)}", error=True)
         return EXIT_BAD_INPUT
+    if command.summary_refused is not None:
+        write_out(f"error: {command.summary_refused}", error=True)
     if INTERRUPTS.received is not None:
         write_out(f"error: {INTERRUPTS.signal_name()} arrived before the program ended.",
                   error=True)
         return EXIT_NOT_COMPLETED
-    return 0
+    return EXIT_BAD_INPUT if command.summary_refused is not None else 0
 
 
 def give_back_output(command: Command) -> None:
@@ -118,8 +120,12 @@ def refusal(err: Exception, command: Command) -> str:
 
 
 def stopped_sweep(sweep_dir: Path) -> None:
-    """After a signal in a sweep: summarise the jobs that ran."""
-    with INTERRUPTS.shield():
-        summary = write_summary(sweep_dir)
-    write_out(f"\nSweep stopped by {INTERRUPTS.signal_name()}; no further job starts. "
-              f"Summary ({sweep_dir}):\n\n{summary}", error=True)
+    """After a signal in a sweep: summarise the jobs that ran (or say why it cannot be)."""
+    stopped = f"\nSweep stopped by {INTERRUPTS.signal_name()}; no further job starts."
+    try:
+        with INTERRUPTS.shield():
+            summary = write_summary(sweep_dir)
+    except UserError as err:
+        write_out(f"{stopped}\nerror: {err}", error=True)
+        return
+    write_out(f"{stopped} Summary ({sweep_dir}):\n\n{summary}", error=True)

@@ -105,10 +105,20 @@ class SweepProgressLines(Callback):
 
 class SweepSummary(Callback):
     """On multirun end: summary.csv, summary.md and curves.png in the sweep folder, printed
-    (a search, ``hparams_search=...``, summarises its study itself)."""
+    (a search, ``hparams_search=...``, summarises its study itself). A summary that cannot be
+    written is kept on the command (``Command.summary_refused``), which says it in one
+    sentence and ends with exit status 2: Hydra would only warn of an error raised here."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if config.get("search") is not None:
             return
         sweep_dir = Path(config.hydra.sweep.dir)
-        write_out(f"\nSweep summary ({sweep_dir}):\n\n{write_summary(sweep_dir)}")
+        try:
+            summary = write_summary(sweep_dir)
+        except UserError as err:
+            command = COMMAND.get()
+            if command is None:
+                raise
+            command.summary_refused = str(err)
+            return
+        write_out(f"\nSweep summary ({sweep_dir}):\n\n{summary}")

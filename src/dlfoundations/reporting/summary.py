@@ -112,15 +112,19 @@ def write_summary(sweep_dir: str | Path, found: list[Job] | None = None) -> str:
         if part:
             lines += ["", *part]
     text = "\n".join(lines) + "\n"
+    writing = sweep_dir  # the file being written, named if it cannot be
     try:
-        write_text(sweep_dir / "summary.csv", table.getvalue())
-        write_text(sweep_dir / "summary.md", text)
+        for writing, content in ((sweep_dir / "summary.csv", table.getvalue()),
+                                 (sweep_dir / "summary.md", text)):
+            write_text(writing, content)
         colours: dict[str, Any] = {}
         for figure in config["figures"]:
-            figures.plot(groups, axes, figure, colours, sweep_dir / f"{figure['name']}.png")
-        figures.heatmap(groups, axes, sweep_dir / "heatmap.png")
+            writing = sweep_dir / f"{figure['name']}.png"
+            figures.plot(groups, axes, figure, colours, writing)
+        writing = sweep_dir / "heatmap.png"
+        figures.heatmap(groups, axes, writing)
     except OSError as err:
         raise UserError(f"{sweep_dir} is not allowed: its summary cannot be written there "
-                        f"({err.strerror or type(err).__name__}: {err.filename or sweep_dir})."
+                        f"({err.strerror or type(err).__name__}: {writing})."
                         ) from err
     return text

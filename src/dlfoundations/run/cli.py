@@ -56,6 +56,8 @@ class Command:
     output_dir: Path | None = None
     made_dir: Path | None = None
     claimed: bool = False
+    #: why a sweep's summary could not be written (``hydra_callbacks.SweepSummary``)
+    summary_refused: str | None = None
 
 
 #: the command run in this process by ``run_app`` (None in a job's own process)
