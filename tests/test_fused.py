@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dlfoundations.fused.grouping import fused_groups, plan_line, split_groups
+from dlfoundations.fused.split import StackedSplit
 from tests.conftest import ROOT, snapshot, start_script, wait_for
 from tests.fused_runs import (
     fused_sweep,
@@ -121,6 +122,24 @@ def test_groups_run_side_by_side_on_workers(tmp_path: Path, raw_paths: dict) -> 
     assert "4 jobs in 2 fused groups of 2, 2 at a time" in outcome.output
     assert outcome.output.count(": completed, val/acc") == 4
     assert [metrics_of(job)["status"] for job in jobs(tmp_path).values()] == ["completed"] * 4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_epoch_gathered_in_order_gives_the_batches_of_its_order(dtype: torch.dtype) -> None:
+    """``ordered`` then ``rows``, as a group with one batch order reads its epoch: the same
+    pixels, normalisation and labels as each batch gathered from the order, partial last
+    batch and a limited epoch included."""
+    split = StackedSplit(torch.randint(256, (1, 1000, 784), dtype=torch.uint8),
+                         torch.randint(10, (1, 1000)), torch.tensor([0.0123]).view(1, 1, 1),
+                         torch.tensor([0.4567]).view(1, 1, 1), (28, 28))
+    order = torch.randperm(1000).unsqueeze(0)
+    for size, steps in ((64, 16), (96, 6)):  # 1000 = 15 x 64 + 40; 6 of 11 batches
+        epoch = split.ordered(order[0, :steps * size])
+        for index in range(steps):
+            start, stop = index * size, (index + 1) * size
+            for got, expected in zip(epoch.rows(start, stop, dtype),
+                                     split.batch(order[:, start:stop], dtype), strict=True):
+                assert got.dtype == expected.dtype and torch.equal(got, expected)
 
 
 def test_groups_follow_the_keys_that_fix_the_shape() -> None:

@@ -108,12 +108,15 @@ class FusedGroup:
         steps = batches(trainer.limit_train_batches, len(split), self.batch_size)
         log_every = trainer.log_every_n_steps  # read once: a config's key is 30 us a read
         started = time.perf_counter()
+        if self.one_order:  # the epoch's rows gathered in order once; a batch is a slice
+            split = split.ordered(orders[0, :steps * self.batch_size])
         self.network.train()
         for index in range(self.batches_done, steps):
             if self.global_step % log_every == 0:
                 self.log_each({"train/lr": member.lr} for member in self.members)
-            x, y = split.batch(orders[:, index * self.batch_size:(index + 1) * self.batch_size],
-                               self.dtype)
+            start, stop = index * self.batch_size, (index + 1) * self.batch_size
+            x, y = (split.rows(start, stop, self.dtype) if self.one_order
+                    else split.batch(orders[:, start:stop], self.dtype))
             losses = train_step(self.network, self.optimizer, x, y, self.sums)
             self.seen += y.shape[1]
             if (self.global_step + 1) % log_every == 0:

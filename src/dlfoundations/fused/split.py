@@ -55,10 +55,28 @@ class StackedSplit:
         rows = rows.flatten()
         pixels = torch.index_select(self.pixels.flatten(0, 1), 0, rows)  # one copy of the rows
         labels = torch.index_select(self.labels.flatten(), 0, rows).view(index.shape)
-        # as InMemoryImages' pixels * scale (uint8 -> float exactly, then the multiply), in
-        # place: a quarter of a batch-1024 step went to the mixed-type product and its gather
-        x = pixels.view(*index.shape, -1).to(self.scale.dtype).mul_(self.scale).sub_(self.shift)
-        return x.to(dtype).view(*index.shape, 1, *self.side), labels
+        return self.normalised(pixels.view(*index.shape, -1), dtype), labels
+
+    def ordered(self, order: torch.Tensor) -> StackedSplit:
+        """The one copy's rows in ``order`` (N,), gathered at once, so that an epoch's batches
+        are slices of it (``rows``): one pass over the pixels in order instead of a batch of
+        scattered rows per step (about 70 us of a batch-64 step, 8,600 of them, on the 2-core
+        CPU)."""
+        return StackedSplit(self.pixels.index_select(1, order), self.labels.index_select(1, order),
+                            self.scale, self.shift, self.side)
+
+    def rows(self, start: int, stop: int, dtype: torch.dtype) -> tuple[torch.Tensor,
+                                                                         torch.Tensor]:
+        """Rows ``[start, stop)`` of every copy, as ``batch`` gives them."""
+        return (self.normalised(self.pixels[:, start:stop], dtype),
+                self.labels[:, start:stop])
+
+    def normalised(self, pixels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Pixels (C, B, H*W) as x (C, B, 1, H, W) in ``dtype``: as InMemoryImages' pixels *
+        scale (uint8 -> float exactly, then the multiply), in place (a quarter of a batch-1024
+        step went to the mixed-type product)."""
+        x = pixels.to(self.scale.dtype).mul_(self.scale).sub_(self.shift)
+        return x.to(dtype).view(*pixels.shape[:2], 1, *self.side)
 
 
 def batches(limit: int | float | None, size: int, batch_size: int) -> int:
