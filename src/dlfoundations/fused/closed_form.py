@@ -33,7 +33,7 @@ def closed_form_gradients(network: StackedNetwork, x: torch.Tensor, y: torch.Ten
     bias_grad = network.grad[:, weight[0].numel():]
     batch = x.shape[1]
     inputs = x.flatten(2)  # (K or 1, B, inputs)
-    shared = inputs.shape[0] == 1 and members > 1
+    shared = network.one_batch_for_all(x)
     if shared:  # o = x [W_1; ...; W_K]^T + [b_1, ..., b_K]: row i holds every member's o_i
         logits = torch.addmm(bias.reshape(-1), inputs[0], weight.reshape(-1, inputs.shape[2]).T)
         targets = y[0].unsqueeze(1).expand(-1, members).reshape(-1)  # y_i for each o_ki

@@ -159,7 +159,7 @@ class StackedNetwork(nn.Module):
         masks_left = iter(masks)
         params = iter(self.params)
         members, batch = self.flat.shape[0], x.shape[1]
-        shared = x.shape[0] == 1 and members > 1  # until the first layer with parameters
+        shared = self.one_batch_for_all(x)  # until the first layer with parameters
         conv = x.ndim == 5  # (K, B, C, H, W): the members' channels side by side, (B, K*C, H, W)
         if conv:
             x = x.transpose(0, 1).flatten(1, 2)
@@ -190,6 +190,11 @@ class StackedNetwork(nn.Module):
             if self.training and any(layer.dropout):
                 x = x * next(masks_left)
         return x
+
+    def one_batch_for_all(self, x: torch.Tensor) -> bool:
+        """Whether input ``x`` (K or 1, B, ...) is one batch that every member reads (of more
+        than one member): its first layer is then one product for all of them."""
+        return x.shape[0] == 1 and self.flat.shape[0] > 1
 
     def dropout_masks(self, batch: int) -> list[torch.Tensor]:
         """In training, a mask (K, batch, width) per dropout layer, in the order of the layers:
