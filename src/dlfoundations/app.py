@@ -9,7 +9,6 @@ statuses, which the scripts hand to ``exit_with``.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from dlfoundations import folder
+from dlfoundations.environment import end_without_teardown
 from dlfoundations.errors import EXIT_BAD_INPUT, EXIT_NOT_COMPLETED, CommandEnded, UserError
 from dlfoundations.interrupts import INTERRUPTS
 from dlfoundations.reporting.summary import write_summary
@@ -59,11 +59,12 @@ def run_app(app: Callable[[], Any]) -> int:
 
 
 def exit_with(status: int) -> NoReturn:
-    """End the process with ``status``: the scripts' last call. The interpreter's collections
-    at exit walk every object torch and Lightning made, about 1 s of a 2-core CPU after the
-    work is done; frozen, those objects are left to the process's end (atexit's handlers,
-    e.g. logging's, still run; every file was closed where it was written)."""
-    gc.freeze()
+    """End the process with ``status``: the scripts' last call. Once atexit's handlers (e.g.
+    logging's) have run, the process ends without the interpreter's teardown
+    (``environment.end_without_teardown``): its collections and frees over every object
+    torch, Lightning and matplotlib made took about 1.2 s of a 2-core CPU after the work was
+    done."""
+    end_without_teardown(status)
     sys.exit(status)
 
 
