@@ -41,6 +41,8 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
     (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size=0 is not allowed"),
     (["optim.lr=inf"], "optim.lr=inf is not allowed"),
     (["optim.betas=[0.9,1.5]"], "optim.betas=[0.9, 1.5] is not allowed"),
+    (["optim.lr=true"], "optim.lr=True is not allowed: optim.lr must be a number (an argument "
+     "of Adam)"),  # torch hints lr as float | Tensor: no config value is a tensor
     (["optim=rmsprop", "optim.eps=0"], "optim.eps=0 is not allowed"),
     (["optim=sgd", "+optim.foo=2"], "optim.foo is not an option of optim (torch.optim.SGD)"),
     (["+foo=1"], "+foo=1 is not allowed: foo is not a key of this config"),

@@ -27,13 +27,22 @@ SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.MutableSeque
 MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
 
 
+def config_arms(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The arms of a union a config value can be: all but ``torch.Tensor`` (no config value is
+    a tensor; ``lr: float | Tensor`` takes a number from a config, and ``optim.lr=true`` is
+    not one), unless that is all there is."""
+    plain = tuple(arg for arg in args if not (getattr(arg, "__module__", None) == "torch"
+                                              and getattr(arg, "__name__", None) == "Tensor"))
+    return plain or args
+
+
 def fits(value: Any, hint: Any) -> bool:
     """Whether a plain config value (number, text, bool, null, list, dict) fits ``hint``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if isinstance(value, dict) and "_target_" in value:
         return True  # built by Hydra into whatever the class wants
     if origin in (typing.Union, types.UnionType):
-        return any(fits(value, arg) for arg in args)
+        return any(fits(value, arg) for arg in config_arms(args))
     if origin is typing.Literal:
         return any(value == arg and type(value) is type(arg) for arg in args)
     if hint is type(None):
@@ -61,7 +70,7 @@ def describe(hint: Any) -> str:
     """A hint in words: ``int | None`` is "a whole number or null"."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(dict.fromkeys(describe(arg) for arg in args))
+        return " or ".join(dict.fromkeys(describe(arg) for arg in config_arms(args)))
     if origin is typing.Literal:
         return "one of " + ", ".join(map(repr, args))
     words = {type(None): "null", bool: "true or false", int: "a whole number",
