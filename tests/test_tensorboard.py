@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard.summary import image as add_image_summary
 
+from dlfoundations.callbacks.test_images import confusion_image, image_summary
 from tests.conftest import get, run_script, tensorboard_server
 
 pytestmark = pytest.mark.slow  # subprocesses, services or many runs
@@ -70,6 +76,25 @@ def test_confusion_matrix_and_misclassified_images_are_served(tensorboard: str) 
         (image,) = get(tensorboard, f"/data/plugin/images/images?{query}")
         png = get(tensorboard, f"/data/plugin/images/individualImage?{image['query']}")
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_a_test_image_holds_what_add_image_writes() -> None:
+    """A test image's summary (``image_summary``: encoded once for every logger, PNG at zlib
+    level 1) has the tag, size, colour space and decoded pixels of what
+    ``SummaryWriter.add_image`` writes (at level 6)."""
+    pixels = confusion_image(torch.tensor([[50, 1, 0], [3, 41, 7], [0, 9, 30]]),
+                             ["T-shirt", "Trouser", "Bag"])
+    ours = image_summary("~final/confusion_matrix", pixels).value[0]
+    theirs = add_image_summary("~final/confusion_matrix", pixels, dataformats="HWC").value[0]
+
+    def fields(value: object) -> tuple:
+        return (value.tag, value.image.height, value.image.width, value.image.colorspace)
+
+    def decoded(value: object) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string)))
+
+    assert fields(ours) == fields(theirs) == ("~final/confusion_matrix", *pixels.shape)
+    assert np.array_equal(decoded(ours), pixels) and np.array_equal(decoded(theirs), pixels)
 
 
 def test_event_file_holds_a_loss_point_per_interval_at_the_samples_seen(run_dir: Path
