@@ -7,6 +7,7 @@ do what the ordinary ones do.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,37 +82,61 @@ def test_freed_memory_is_kept_for_the_next_step() -> None:
     assert faults["default"] > 10_000 and faults["keep"] < 1_000, faults
 
 
-#: a script's end: a library's exit handler, output not yet flushed, and an object whose
-#: finaliser runs only in the interpreter's teardown; ``exit_with`` or a plain ``sys.exit``
+#: a script's end (argv: how it ends, a folder): exit handlers registered before and after
+#: ``set_up_process`` (as a .pth file's or sitecustomize's, and a library's), a thread that is
+#: no daemon still writing, output not yet flushed, and an object whose finaliser runs only in
+#: the interpreter's teardown
 ENDING = """
-import atexit, sys
+import atexit, os, signal, sys, threading, time
 from pathlib import Path
+folder = Path(sys.argv[2])
+atexit.register(lambda: (folder / "early handler").write_text("ran"))
 from dlfoundations.environment import set_up_process
 set_up_process()
 from dlfoundations.app import exit_with
-folder = Path(sys.argv[2])
+from dlfoundations.interrupts import INTERRUPTS
+INTERRUPTS.install()
 atexit.register(lambda: (folder / "handler").write_text("ran"))
+if sys.argv[1] == "signal in a handler":
+    atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))
+threading.Thread(target=lambda: (time.sleep(0.5), (folder / "thread").write_text("ran"))
+                 ).start()
 class Torn:
     def __del__(self):
         (folder / "teardown").write_text("ran")
 kept = Torn()
 sys.stdout.write("the last line, unflushed")
-exit_with(3) if sys.argv[1] == "exit_with" else sys.exit(3)
+status = 0 if sys.argv[1] == "signal in a handler" else 2
+exit_with(status) if sys.argv[1] != "sys.exit" else sys.exit(status)
 """
 
 
-@pytest.mark.parametrize("end", ["exit_with", "sys.exit"])
-def test_a_script_ends_after_its_exit_handlers_without_the_teardown(end: str, tmp_path: Path
-                                                                    ) -> None:
-    """``exit_with`` ends the process once every exit handler has run (atexit's, registered
-    after ``set_up_process``) with its status and its output flushed, without the
-    interpreter's teardown, which frees every object (about 0.15 s after a sweep); a plain
-    ``sys.exit`` still tears down."""
+@pytest.mark.parametrize("end", ["exit_with", "sys.exit", "signal in a handler"])
+def test_a_script_ends_as_the_interpreter_would_without_its_teardown(end: str, tmp_path: Path
+                                                                     ) -> None:
+    """``exit_with`` does what the interpreter does at exit (waits for the threads that are not
+    daemons, runs every exit handler, flushes the output) and ends with its status without the
+    teardown that frees every object (0.15 s after a sweep); a plain ``sys.exit`` still tears
+    down. A signal that arrives meanwhile makes a completed command's status 3."""
     ended = subprocess.run([sys.executable, "-c", ENDING, end, str(tmp_path)],
                            capture_output=True, text=True, timeout=120)
-    assert (ended.returncode, ended.stdout, ended.stderr) == (3, "the last line, unflushed", "")
-    assert (tmp_path / "handler").read_text() == "ran"
-    assert (tmp_path / "teardown").exists() == (end == "sys.exit")
+    late = "error: SIGINT arrived before the program ended.\n"
+    assert (ended.returncode, ended.stdout, ended.stderr) == (
+        (3, "the last line, unflushed", late) if end == "signal in a handler"
+        else (2, "the last line, unflushed", ""))
+    assert {path.name for path in tmp_path.iterdir()} == {
+        "early handler", "handler", "thread", *(["teardown"] if end == "sys.exit" else [])}
+
+
+def test_output_that_cannot_be_flushed_at_the_end_is_not_a_success(tmp_path: Path) -> None:
+    """Output lost at the very end (stdout on a full disk) ends as the interpreter ends it:
+    status 120 and its message, not the command's status."""
+    with open("/dev/full", "w") as full:
+        ended = subprocess.run([sys.executable, "-c", ENDING, "exit_with", str(tmp_path)],
+                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+                               env={key: value for key, value in os.environ.items()
+                                    if key != "PYTHONUNBUFFERED"})
+    assert ended.returncode == 120 and "No space left on device" in ended.stderr
 
 
 @pytest.mark.slow

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import ctypes
 import ctypes.util
 import glob
 import os
-import sys
 
 #: glibc's ``mallopt`` parameters (malloc.h) and the values ``keep_freed_memory`` sets: blocks
 #: up to 32 MiB (glibc's largest mmap threshold on 64-bit) come from the heap, which keeps up
@@ -16,38 +13,11 @@ import sys
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 1 << 30
 
-#: the status this process ends with once its exit handlers have run (``end_without_teardown``)
-_ending: list[int] = []
-#: whether ``end_after_exit_handlers`` is registered with atexit (once per process)
-_registered: list[bool] = []
-
 
 def set_up_process() -> None:
     """What an entry point does first, before torch is imported."""
     hide_absent_gpus()
     keep_freed_memory()
-    if not _registered:  # before any library's handler, so that it runs after them all
-        atexit.register(end_after_exit_handlers)
-        _registered.append(True)
-
-
-def end_without_teardown(status: int) -> None:
-    """Have this process end with ``status`` once its exit handlers (atexit's, e.g. logging's)
-    have run, without the interpreter's teardown: freeing the objects of the 2,000 modules a
-    sweep imported (torch, Lightning, matplotlib) took about 0.15 s of a 2-core CPU after
-    every command. Only where ``set_up_process`` ran (elsewhere the interpreter ends as
-    usual); files are closed where they are written, and the standard streams are flushed."""
-    _ending[:] = [status]
-
-
-def end_after_exit_handlers() -> None:
-    """The last exit handler: ends the process as ``end_without_teardown`` asked, if it did."""
-    if not _ending:
-        return
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed, a broken
-            stream.flush()  # pipe, or None
-    os._exit(_ending[0])
 
 
 def hide_absent_gpus() -> bool:
