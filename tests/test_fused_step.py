@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from benchmarks.fused_step import SIX, OperatorCount, group
 from dlfoundations.fused.closed_form import closed_form_gradients
 from dlfoundations.fused.loss import cross_entropy
+from dlfoundations.fused.rules import RULES, Layout, StackedOptimizer, hyperparameters
 from dlfoundations.fused.step import autograd_gradients, member_losses, train_step
 
 
@@ -127,3 +128,49 @@ def test_softmax_regressions_closed_form_gives_autograds_losses_and_gradients(
         torch.testing.assert_close(closed_forms, autograds, rtol=tolerance, atol=tolerance,
                                    equal_nan=True)
     assert results[1][1][:5].isfinite().all() and not results[1][1][5].isfinite()
+
+
+#: torch's optimizers with the options a rule computes (weight decay on every parameter)
+TORCH_OPTIMIZERS = {
+    "sgd": lambda p, lr: torch.optim.SGD(p, lr=lr, weight_decay=1e-4),
+    "momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, dampening=0.1,
+                                              weight_decay=1e-4),
+    "adagrad": lambda p, lr: torch.optim.Adagrad(p, lr=lr, lr_decay=0.01, weight_decay=1e-4),
+    "rmsprop": lambda p, lr: torch.optim.RMSprop(p, lr=lr, weight_decay=1e-4),
+    "adadelta": lambda p, lr: torch.optim.Adadelta(p, lr=lr, weight_decay=1e-4),
+    "adam": lambda p, lr: torch.optim.Adam(p, lr=lr, weight_decay=1e-4),
+    "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=1e-2),
+}
+
+
+@pytest.mark.parametrize("lr", [1e-2, 5e299], ids=["ordinary rate", "overflowing rate"])
+@pytest.mark.parametrize("name", list(TORCH_OPTIMIZERS))
+def test_each_rule_steps_as_torchs_optimizer_also_where_it_overflows(name: str, lr: float
+                                                                    ) -> None:
+    """Float64, four steps on the same gradients: a rule's weights are torch's within
+    rounding, and at a rate so large that its updates overflow (the weight decay then makes
+    the gradients as large as the weights) they become infinite or NaN where torch's do: the
+    rules keep torch's order of operations (e.g. addcdiv's (c v) / d; c (v / d) had kept
+    Adam's weights finite where torch's became NaN, so a fused member trained on where its
+    run alone diverged)."""
+    torch.manual_seed(0)
+    start = torch.randn(2, 5, dtype=torch.float64)
+    gradients = [torch.randn(2, 5, dtype=torch.float64) * 1e-3 for _ in range(4)]
+    weight = start.clone().requires_grad_()
+    alone = TORCH_OPTIMIZERS[name]([weight], lr)
+    flat = start.clone().view(1, -1)
+    grad = torch.zeros_like(flat)
+    fused = StackedOptimizer(flat, grad, Layout((start.shape,)), torch.ones_like(flat),
+                             [RULES[type(alone)]], [hyperparameters(alone)])
+    for gradient in gradients:
+        weight.grad = gradient.clone()
+        alone.step()
+        grad.copy_(gradient.view(1, -1))
+        fused.step()
+        expected = weight.detach().view(1, -1)
+        assert torch.equal(flat.isnan(), expected.isnan())
+        assert torch.equal(flat.isinf(), expected.isinf())
+        finite = expected.isfinite()
+        torch.testing.assert_close(flat[finite], expected[finite], rtol=1e-13, atol=0)
+    if lr > 1 and name != "adadelta":  # AdaDelta's steps shrink as its sums overflow
+        assert not expected.isfinite().all()

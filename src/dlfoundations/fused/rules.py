@@ -10,8 +10,10 @@ per change (``constants``, in place), and where it depends on the step count t c
 step in float64 from t itself kept as a tensor: a step reads no value back to the host and
 branches on none, so it can be compiled as one graph or captured in a CUDA graph. The
 formulas are those of ``torch.optim`` (and of ``dlfoundations.scratch_optimizers`` for the
-notes' momentum), in its operations' order; g = dL/dw + lambda * w with lambda = 0 for
-biases (weight decay on weights only), except AdamW's decoupled decay, w <- w (1 - eta lambda).
+notes' momentum), in its operations' order, down to ``addcmul``'s (c g) g and ``addcdiv``'s
+(c v) / d, so that an update overflows where torch's does; g = dL/dw + lambda * w with
+lambda = 0 for biases (weight decay on weights only), except AdamW's decoupled decay,
+w <- w (1 - eta lambda).
 """
 
 from __future__ import annotations
@@ -66,15 +68,15 @@ def adagrad(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyp
     s = zeros(state, "sum", p)
     s.addcmul_(g, g)
     eta = (h["lr"] / (1 + (step - 1) * h["lr_decay"])).to(p.dtype)
-    p.sub_(eta * (g / s.sqrt().add_(c["eps"])))
+    p.sub_((eta * g).div_(s.sqrt().add_(c["eps"])))
 
 
 def rmsprop(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
             step: torch.Tensor) -> None:
     """s <- gamma s + (1 - gamma) g^2, w <- w - eta g / (sqrt(s) + eps); gamma is ``alpha``."""
     s = zeros(state, "square_avg", p)
-    s.mul_(c["alpha"]).add_(c["rest"] * (g * g))
-    p.sub_(c["lr"] * (g / s.sqrt().add_(c["eps"])))
+    s.mul_(c["alpha"]).add_((c["rest"] * g).mul_(g))
+    p.sub_((c["lr"] * g).div_(s.sqrt().add_(c["eps"])))
 
 
 def adadelta(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
@@ -83,9 +85,9 @@ def adadelta(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hy
     delta <- rho delta + (1 - rho) g'^2."""
     s = zeros(state, "square_avg", p)
     delta = zeros(state, "acc_delta", p)
-    s.mul_(c["rho"]).add_(c["rest"] * (g * g))
+    s.mul_(c["rho"]).add_((c["rest"] * g).mul_(g))
     rescaled = (delta + c["eps"]).sqrt_().div_((s + c["eps"]).sqrt_()).mul_(g)
-    delta.mul_(c["rho"]).add_(c["rest"] * (rescaled * rescaled))
+    delta.mul_(c["rho"]).add_((c["rest"] * rescaled).mul_(rescaled))
     p.sub_(c["lr"] * rescaled)
 
 
@@ -96,9 +98,9 @@ def adam(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
     v = zeros(state, "exp_avg", p)
     s = zeros(state, "exp_avg_sq", p)
     v.lerp_(g, c["rest1"])
-    s.mul_(c["beta2"]).add_(c["rest2"] * (g * g))
+    s.mul_(c["beta2"]).add_((c["rest2"] * g).mul_(g))
     denom = (s.sqrt() / (1 - h["beta2"] ** step).sqrt().to(p.dtype)).add_(c["eps"])
-    p.sub_((h["lr"] / (1 - h["beta1"] ** step)).to(p.dtype) * (v / denom))
+    p.sub_(((h["lr"] / (1 - h["beta1"] ** step)).to(p.dtype) * v).div_(denom))
 
 
 def adamw(p: torch.Tensor, g: torch.Tensor, state: State, c: Constants, h: Hyper,
