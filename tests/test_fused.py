@@ -98,6 +98,30 @@ def test_a_diverging_member_stops_alone(tmp_path: Path, raw_paths: dict) -> None
     assert largest_difference(weights(members["0"]), weights(solo)) < 1e-9
 
 
+def test_a_member_whose_numbers_overflow_ends_as_its_run_alone(tmp_path: Path,
+                                                              raw_paths: dict) -> None:
+    """Float64 softmax regressions at a rate of 1e300: with Adam an update overflows and the
+    training loss becomes NaN at step 3; with SGD training goes on while the validation loss
+    is infinite, and the test ends the run ``diverged``. Each member ends with the status,
+    step and sentence of its run alone (the sentence's last finite loss may differ in its
+    16th digit). Before, Adam's member kept finite weights (its update's operations in
+    another order than torch's), and the SGD run alone failed with a traceback reloading its
+    own best checkpoint, whose history holds the infinite loss."""
+    short = ("model=softmax", "trainer.precision=64-true", "data.batch_size=64",
+             "data.train_subset=1000", "trainer.max_epochs=2", "threads=1", "optim.lr=1e300")
+    members = fused_sweep(tmp_path / "fused", *short, "optim=sgd,adam")
+    for name, optim in (("0", "sgd"), ("1", "adam")):
+        outcome = run_in_process("train.py", *short, f"optim={optim}",
+                                 f"hydra.run.dir={tmp_path / optim}")
+        assert outcome.status == 3, outcome.output[-3000:]
+        alone, member = metrics_of(tmp_path / optim), metrics_of(members[name])
+        assert alone["status"] == member["status"] == "diverged", (alone, member)
+        assert (member["global_step"], member["epochs"]) == (alone["global_step"],
+                                                             alone["epochs"])
+        assert member["reason"].split(";")[0] == alone["reason"].split(";")[0]
+    assert "became nan at step 3" in metrics_of(members["1"])["reason"]
+
+
 def test_the_plan_groups_jobs_by_the_shape_of_their_work(tmp_path: Path,
                                                          raw_paths: dict) -> None:
     """Models apart, optimizers and seeds together: the plan line says so first."""

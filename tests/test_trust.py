@@ -350,8 +350,10 @@ def test_a_checkpoint_started_from_in_a_new_folder_brings_no_paths(
     (lambda c: c["callbacks"][model_checkpoint_key(c)].update(
         best_model_score=torch.tensor(float("nan"))), "best_model_score is tensor(nan)"),
     (lambda c: c["callbacks"]["ValidationHistory"].update(epochs=[{"epoch": 0,
-                                                                   "val/acc": float("nan")}]),
-     "epochs[0].val/acc is nan"),
+                                                                   "val/acc": "high"}]),
+     "epochs[0].val/acc is 'high'"),
+    (lambda c: c["callbacks"]["ValidationHistory"].update(epochs=[{"epoch": -1}]),
+     "epochs[0] has no epoch number"),
     (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr="fast"),
      "optimizer_states[0].param_groups[0].lr is 'fast'"),
     (lambda c: c["optimizer_states"][0]["state"][0].update(exp_avg=torch.zeros(3)),

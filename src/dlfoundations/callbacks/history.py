@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
 
-from dlfoundations.callbacks.restored_state import CheckpointStateError, is_number
+from dlfoundations.callbacks.restored_state import CheckpointStateError
 
 
 class ValidationHistory(L.Callback):
@@ -29,8 +28,9 @@ class ValidationHistory(L.Callback):
         return {"epochs": self.epochs}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """The epochs of a checkpoint: each a dict of metric names and finite numbers, its
-        ``epoch`` a whole number of at least 0 (``CheckpointStateError`` otherwise)."""
+        """The epochs of a checkpoint: each a dict of metric names and numbers (infinite or
+        NaN where the run's own were: a validation loss can overflow while training goes on),
+        its ``epoch`` a whole number of at least 0 (``CheckpointStateError`` otherwise)."""
         epochs = state_dict.get("epochs") if isinstance(state_dict, dict) else None
         if not isinstance(epochs, list):
             raise CheckpointStateError("callbacks['ValidationHistory'].epochs is not a list")
@@ -40,10 +40,9 @@ class ValidationHistory(L.Callback):
                     or isinstance(epoch["epoch"], bool) or epoch["epoch"] < 0:
                 raise CheckpointStateError(f"{where} has no epoch number")
             for key, value in epoch.items():
-                if not (isinstance(key, str) and is_number(value)
-                        and math.isfinite(float(value))):
-                    raise CheckpointStateError(f"{where}.{key} is {value!r}, not a finite "
-                                               "number")
+                if not (isinstance(key, str) and isinstance(value, int | float)
+                        and not isinstance(value, bool)):
+                    raise CheckpointStateError(f"{where}.{key} is {value!r}, not a number")
         self.epochs = [dict(epoch) for epoch in epochs]
 
     def best(self, monitor: str, mode: str) -> dict[str, float]:

@@ -51,9 +51,11 @@ def is_number(value: Any) -> bool:
 
 
 def check_plain(value: Any, where: str, *, hyperparameters: bool = False) -> None:
-    """Raise ``CheckpointStateError`` unless ``value`` is a number (``is_number``), a string,
-    a bool, None, or a list or dict (string keys) of such values. ``hyperparameters``: no
-    tensor, and no dict with a ``_target_`` (they are values, never config to instantiate)."""
+    """Raise ``CheckpointStateError`` unless ``value`` is a number (``is_number``; or any
+    Python float, NaN included, except in ``hyperparameters``: a run's history records a
+    validation loss that overflowed), a string, a bool, None, or a list or dict (string keys)
+    of such values. ``hyperparameters``: no tensor, and no dict with a ``_target_`` (they are
+    values, never config to instantiate)."""
     if isinstance(value, dict):
         if hyperparameters and "_target_" in value:
             raise CheckpointStateError(f"{where} holds a _target_ ({value['_target_']!r}); "
@@ -66,7 +68,8 @@ def check_plain(value: Any, where: str, *, hyperparameters: bool = False) -> Non
         for index, item in enumerate(value):
             check_plain(item, f"{where}[{index}]", hyperparameters=hyperparameters)
     elif not (value is None or isinstance(value, str | bool) or (
-            is_number(value) and not (hyperparameters and isinstance(value, torch.Tensor)))):
+            is_number(value) and not (hyperparameters and isinstance(value, torch.Tensor)))
+            or (isinstance(value, float) and not hyperparameters)):
         raise CheckpointStateError(f"{where} is {value!r}, not a plain value")
 
 
