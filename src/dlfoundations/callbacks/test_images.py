@@ -74,7 +74,7 @@ def image_summary(tag: str, pixels: np.ndarray) -> Any:
     """RGB ``pixels`` (H, W, 3) uint8 as TensorBoard's image summary, what
     ``SummaryWriter.add_image`` writes, but encoded once for every logger and as PNG at zlib
     level 1: a run's two test images took 26 ms at level 6 (with ``add_image``'s float copies
-    of the pixels), 12 ms so, and about 10% more bytes (on the 2-core CPU)."""
+    of the pixels), 13 ms so, and about 10% more bytes (on the 2-core CPU)."""
     from tensorboard.compat.proto.summary_pb2 import Summary
 
     encoded = io.BytesIO()
