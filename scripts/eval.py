@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on the test set: `python scripts/eval.py ckpt_path=<checkpoint>`."""
 
-from dlfoundations.environment import set_up_process
+from dlfoundations.environment import imports_frozen, set_up_process
 
 set_up_process()  # before torch is imported: see dlfoundations/environment.py
 
@@ -10,7 +10,9 @@ from omegaconf import DictConfig  # noqa: E402
 from dlfoundations.app import exit_with, run_app  # noqa: E402
 from dlfoundations.run.cli import run_job  # noqa: E402
 from dlfoundations.run.console import write_out  # noqa: E402
-from dlfoundations.run.evaluate import evaluate  # noqa: E402
+
+with imports_frozen():  # torch and Lightning
+    from dlfoundations.run.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

@@ -1,6 +1,6 @@
 """Train one model: `python scripts/train.py model=softmax optim=adam` (add -m for a sweep)."""
 
-from dlfoundations.environment import set_up_process
+from dlfoundations.environment import imports_frozen, set_up_process
 
 set_up_process()  # before torch is imported: see dlfoundations/environment.py
 
@@ -14,8 +14,8 @@ from dlfoundations.run.console import say_outcome  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from dlfoundations.run.train import train  # torch and Lightning: not needed for --help
-
+    with imports_frozen():  # torch and Lightning: not needed for --help
+        from dlfoundations.run.train import train
     metrics = run_job(train, cfg)
     say_outcome(metrics, cfg.paths.output_dir)
     return metrics.get(cfg.monitor.metric, float("nan"))

@@ -6,6 +6,8 @@ do what the ordinary ones do.
 
 from __future__ import annotations
 
+import gc
+import importlib
 import json
 import os
 import subprocess
@@ -18,6 +20,7 @@ from torch.utils.data import DistributedSampler, SequentialSampler
 
 from dlfoundations.data import FashionMNISTDataModule
 from dlfoundations.data.resumable_loader import IndexTensorBatchSampler
+from dlfoundations.environment import imports_frozen
 from tests.conftest import ROOT, run_script
 
 
@@ -80,6 +83,54 @@ def test_freed_memory_is_kept_for_the_next_step() -> None:
                                        text=True, check=True).stdout)
               for mode in ("keep", "default")}
     assert faults["default"] > 10_000 and faults["keep"] < 1_000, faults
+
+
+#: the workers' server's import (``side_by_side.PRELOAD``), watched: the collections that ran
+#: once torch was being imported and before the freeze, then the collector's state, whether
+#: the imports were frozen, and whether a worker's modules are there
+SERVER_IMPORT = """
+import gc, sys
+collections = []
+gc.callbacks.append(lambda phase, info: collections.append(phase) if phase == "start" and
+                    "torch" in sys.modules and not gc.get_freeze_count() else 0)
+import dlfoundations.frozen_server
+modules = ("dlfoundations.run.train", "dlfoundations.fused.group", "dlfoundations.fused.launch")
+print(len(collections), gc.isenabled(), gc.get_freeze_count() > 100_000,
+      all(name in sys.modules for name in modules))
+"""
+
+
+def test_the_workers_server_imports_without_collecting_then_freezes() -> None:
+    """The server CPU workers are forked from imports torch, Lightning and the project with
+    the garbage collector paused (no collection during the import: about 1 s of 4.5 s on the
+    2-core CPU), then freezes what it imported and collects again."""
+    imported = subprocess.run([sys.executable, "-c", SERVER_IMPORT], capture_output=True,
+                              text=True, check=True, timeout=300)
+    assert imported.stdout.split() == ["0", "True", "True", "True"], imported.stderr
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_imports_run_with_the_collector_paused_then_are_frozen(
+        enabled: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``imports_frozen``: a module imported inside it is imported with the collector off,
+    what exists then is frozen, and the collector is left as it was (off stays off); a block
+    that imports nothing new freezes nothing."""
+    name = f"paused_{enabled}"
+    (tmp_path / f"{name}.py").write_text("import gc\nCOLLECTING = gc.isenabled()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with imports_frozen():
+            module = importlib.import_module(name)
+        frozen = gc.get_freeze_count()
+        assert (module.COLLECTING, frozen > 0, gc.isenabled()) == (False, True, enabled)
+        with imports_frozen():
+            importlib.import_module(name)
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+        gc.enable()
+        sys.modules.pop(name, None)
 
 
 #: a script's end (argv: how it ends, a folder): exit handlers registered before and after

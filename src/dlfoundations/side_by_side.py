@@ -34,7 +34,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlfoundations import folder
-from dlfoundations.environment import cuda_visible_devices
+from dlfoundations.environment import cuda_visible_devices, imports_frozen
 from dlfoundations.errors import UserError, refused, require
 from dlfoundations.progress import PROGRESS
 from dlfoundations.reporting.summary import import_its_modules, read_ahead
@@ -42,10 +42,9 @@ from dlfoundations.status import Status
 
 #: how often the launcher looks at signals and at its workers while it waits, in seconds
 POLL_S = 0.2
-#: what the server that CPU workers are forked from imports first (a spawned worker spent
-#: about 5 s of a 2-core CPU importing these before its first job), then freezes
-PRELOAD = ["dlfoundations.run.train", "dlfoundations.fused.group", "dlfoundations.fused.launch",
-           "dlfoundations.frozen_server"]
+#: what the server that CPU workers are forked from imports (a spawned worker spent about 5 s
+#: of a 2-core CPU importing torch and Lightning before its first job)
+PRELOAD = ["dlfoundations.frozen_server"]
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,8 @@ def visible_gpus() -> list[str]:
     visible = cuda_visible_devices()
     if visible is not None:
         return visible
-    import torch
-
+    with imports_frozen():
+        import torch
     return [str(index) for index in range(torch.cuda.device_count())]
 
 
@@ -221,8 +220,8 @@ def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: in
     set_up_process()  # a forked worker's server did not run the script's
     INTERRUPTS.install()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked in its server
-    import torch
-
+    with imports_frozen():  # a spawned worker's first import of torch
+        import torch
     torch.set_num_threads(slot.threads)
     setup_globals()
     Singleton.set_state(singleton_state)

@@ -17,6 +17,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dlfoundations.environment import imports_frozen
 from dlfoundations.errors import UserError, refused
 from dlfoundations.fused.controls import check_folder_name, check_fusable
 from dlfoundations.fused.grouping import fused_groups, plan_line, split_groups
@@ -99,8 +100,8 @@ def run_group(hydra_context: Any, task_function: Any,
     """One fused group (its jobs' positions and configs) trained in this process, with
     Hydra's callbacks around each job; every job's return, in order. A signal stops the
     group (each member saved ``interrupted``); the caller ends the sweep."""
-    from dlfoundations.fused.member import open_member
-
+    with imports_frozen():  # torch and Lightning, where this process has not imported them
+        from dlfoundations.fused.member import open_member
     console.close_run_logs()  # e.g. of a job that ran alone before the group, in this process
     members = [open_member(position, sweep_config) for position, sweep_config in jobs]
     console.configure(any(member.cfg.get("verbose") for member in members))

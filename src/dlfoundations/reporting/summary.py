@@ -10,6 +10,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from dlfoundations.environment import imports_frozen
 from dlfoundations.errors import UserError
 from dlfoundations.folder import write_text
 from dlfoundations.interrupts import INTERRUPTS
@@ -75,7 +76,7 @@ def import_its_modules() -> None:
     (``side_by_side.on_workers``) rather than after the last job. One that cannot be imported
     (e.g. ``MPLBACKEND=nonsense``) is left to ``write_summary``, which says why after the
     jobs."""
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception), imports_frozen():
         import tensorboard.backend.event_processing.event_accumulator  # noqa: F401
 
         figures.pyplot()
