@@ -75,8 +75,14 @@ def imports_frozen() -> Iterator[None]:
 
     Importing torch and Lightning makes millions of objects that live to the process's end;
     the collections they set off, during the import and once after it, took about 1 s of the
-    4.5 s import on the 2-core CPU (docs/performance.md). For imports at a process's start-up:
-    an object made before that later becomes garbage in a cycle is never collected."""
+    4.5 s import on the 2-core CPU (docs/performance.md). For imports: an object alive at the
+    freeze that later becomes garbage in a cycle is never collected. A process's first freeze
+    comes at its start-up, with little garbage; in a process that froze before, the block
+    first collects the garbage made since (e.g. of jobs run in a sweep's own process before a
+    fused group's first import there: about 100 MB of tensors), so that it is freed, not
+    frozen."""
+    if gc.get_freeze_count():
+        gc.collect()
     modules = len(sys.modules)
     enabled = gc.isenabled()
     gc.disable()
