@@ -11,7 +11,7 @@ from dlfoundations.app import exit_with, run_app  # noqa: E402
 from dlfoundations.run.cli import run_job  # noqa: E402
 from dlfoundations.run.console import write_out  # noqa: E402
 
-with imports_frozen():  # torch and Lightning
+with imports_frozen("dlfoundations.run.evaluate"):  # torch and Lightning
     from dlfoundations.run.evaluate import evaluate
 
 

@@ -14,7 +14,7 @@ from dlfoundations.run.console import say_outcome  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    with imports_frozen():  # torch and Lightning: not needed for --help
+    with imports_frozen("dlfoundations.run.train"):  # torch and Lightning: not for --help
         from dlfoundations.run.train import train
     metrics = run_job(train, cfg)
     say_outcome(metrics, cfg.paths.output_dir)

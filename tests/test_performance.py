@@ -114,20 +114,23 @@ def test_the_workers_server_imports_without_collecting_then_freezes() -> None:
 def test_imports_run_with_the_collector_paused_then_are_frozen(
         enabled: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``imports_frozen``: a module imported inside it is imported with the collector off,
-    what exists then is frozen, and the collector is left as it was (off stays off); a block
-    that imports nothing new freezes nothing."""
+    what exists then is frozen, and the collector is left as it was (off stays off); for a
+    module imported before, the block just runs: nothing collected, paused or frozen."""
     name = f"paused_{enabled}"
     (tmp_path / f"{name}.py").write_text("import gc\nCOLLECTING = gc.isenabled()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     (gc.enable if enabled else gc.disable)()
     try:
-        with imports_frozen():
+        with imports_frozen(name):
             module = importlib.import_module(name)
         frozen = gc.get_freeze_count()
         assert (module.COLLECTING, frozen > 0, gc.isenabled()) == (False, True, enabled)
-        with imports_frozen():
+        collections = gc.get_stats()[2]["collections"]
+        with imports_frozen(name):
+            assert gc.isenabled() is enabled
             importlib.import_module(name)
         assert gc.get_freeze_count() == frozen
+        assert gc.get_stats()[2]["collections"] == collections
     finally:
         gc.unfreeze()
         gc.enable()
@@ -144,14 +147,14 @@ def test_garbage_made_after_a_freeze_is_freed_before_the_next(
     for name in ("first_import", "later_import"):
         (tmp_path / f"{name}.py").write_text("")
     try:
-        with imports_frozen():
+        with imports_frozen("first_import"):
             importlib.import_module("first_import")
         gc.disable()
         job = Job()
         job.itself = job  # garbage in a cycle once dropped, as a run's objects are
         left = weakref.ref(job)
         del job
-        with imports_frozen():
+        with imports_frozen("later_import"):
             importlib.import_module("later_import")
         gc.collect()
         assert left() is None

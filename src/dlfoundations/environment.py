@@ -66,12 +66,12 @@ def keep_freed_memory() -> bool:
         bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
-
 @contextmanager
-def imports_frozen() -> Iterator[None]:
-    """Python's garbage collector paused inside the block; where the block imported a module,
-    every object made so far is then frozen (``gc.freeze``: left out of every later
-    collection); the collector then goes on as it was.
+def imports_frozen(module: str) -> Iterator[None]:
+    """For a block that imports ``module`` (and what it imports): where it is not imported
+    yet, Python's garbage collector is paused inside the block, every object made so far is
+    then frozen (``gc.freeze``: left out of every later collection), and the collector goes
+    on as it was; where it is, the block just runs.
 
     Importing torch and Lightning makes millions of objects that live to the process's end;
     the collections they set off, during the import and once after it, took about 1 s of the
@@ -81,15 +81,16 @@ def imports_frozen() -> Iterator[None]:
     first collects the garbage made since (e.g. of jobs run in a sweep's own process before a
     fused group's first import there: about 100 MB of tensors), so that it is freed, not
     frozen."""
+    if module in sys.modules:
+        yield
+        return
     if gc.get_freeze_count():
         gc.collect()
-    modules = len(sys.modules)
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
-        if len(sys.modules) > modules:
-            gc.freeze()
+        gc.freeze()
     finally:
         if enabled:
             gc.enable()

@@ -9,7 +9,7 @@ unwritten when they collect."""
 
 from dlfoundations.environment import imports_frozen
 
-with imports_frozen():
+with imports_frozen("dlfoundations.run.train"):
     import dlfoundations.fused.group  # noqa: F401
     import dlfoundations.fused.launch  # noqa: F401
     import dlfoundations.run.train  # noqa: F401

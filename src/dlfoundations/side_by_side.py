@@ -61,7 +61,7 @@ def visible_gpus() -> list[str]:
     visible = cuda_visible_devices()
     if visible is not None:
         return visible
-    with imports_frozen():
+    with imports_frozen("torch"):
         import torch
     return [str(index) for index in range(torch.cuda.device_count())]
 
@@ -220,7 +220,7 @@ def serve(slot: Slot, payload: bytes, tasks: Any, results: Any, launcher_pid: in
     set_up_process()  # a forked worker's server did not run the script's
     INTERRUPTS.install()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked in its server
-    with imports_frozen():  # a spawned worker's first import of torch
+    with imports_frozen("torch"):  # a spawned worker's first import of it
         import torch
     torch.set_num_threads(slot.threads)
     setup_globals()

@@ -100,7 +100,7 @@ def run_group(hydra_context: Any, task_function: Any,
     """One fused group (its jobs' positions and configs) trained in this process, with
     Hydra's callbacks around each job; every job's return, in order. A signal stops the
     group (each member saved ``interrupted``); the caller ends the sweep."""
-    with imports_frozen():  # torch and Lightning, where this process has not imported them
+    with imports_frozen("dlfoundations.fused.member"):  # torch and Lightning, once
         from dlfoundations.fused.member import open_member
     console.close_run_logs()  # e.g. of a job that ran alone before the group, in this process
     members = [open_member(position, sweep_config) for position, sweep_config in jobs]

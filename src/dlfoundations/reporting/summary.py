@@ -76,7 +76,7 @@ def import_its_modules() -> None:
     (``side_by_side.on_workers``) rather than after the last job. One that cannot be imported
     (e.g. ``MPLBACKEND=nonsense``) is left to ``write_summary``, which says why after the
     jobs."""
-    with contextlib.suppress(Exception), imports_frozen():
+    with contextlib.suppress(Exception), imports_frozen("matplotlib.pyplot"):
         import tensorboard.backend.event_processing.event_accumulator  # noqa: F401
 
         figures.pyplot()
