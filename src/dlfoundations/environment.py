@@ -76,11 +76,12 @@ def imports_frozen(module: str) -> Iterator[None]:
     Importing torch and Lightning makes millions of objects that live to the process's end;
     the collections they set off, during the import and once after it, took about 1 s of the
     4.5 s import on the 2-core CPU (docs/performance.md). For imports: an object alive at the
-    freeze that later becomes garbage in a cycle is never collected. A process's first freeze
-    comes at its start-up, with little garbage; in a process that froze before, the block
-    first collects the garbage made since (e.g. of jobs run in a sweep's own process before a
-    fused group's first import there: about 100 MB of tensors), so that it is freed, not
-    frozen."""
+    freeze that later becomes garbage in a cycle is never collected, and neither is the
+    garbage the import itself made (about 8 MB, e.g. the copies of ``sys.modules`` that
+    ``inspect`` leaves in cycles), once per process. A process's first freeze comes at its
+    start-up; in a process that froze before, the block first collects the garbage made since
+    (e.g. of jobs run in a sweep's own process before a fused group's first import there:
+    about 100 MB of tensors), so that it is freed, not frozen."""
     if module in sys.modules:
         yield
         return

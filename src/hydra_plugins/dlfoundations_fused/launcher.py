@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
 
+from dlfoundations.environment import imports_frozen
 from hydra_plugins.dlfoundations_side_by_side.launcher import SideBySideLauncher
 
 
@@ -28,8 +29,8 @@ class FusedLauncher(SideBySideLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
                ) -> Sequence[JobReturn]:
-        from dlfoundations.fused import launch
-
+        with imports_frozen("dlfoundations.fused.launch"):  # torch, in the sweep's process
+            from dlfoundations.fused import launch
         assert self.config is not None and self.task_function is not None
         assert self.hydra_context is not None
         return launch.launch(self, job_overrides, initial_job_idx)
