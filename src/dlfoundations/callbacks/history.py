@@ -6,7 +6,7 @@ from typing import Any
 
 import lightning as L
 
-from dlfoundations.callbacks.restored_state import CheckpointStateError
+from dlfoundations.callbacks.restored_state import CheckpointStateError, is_recorded_number
 
 
 class ValidationHistory(L.Callback):
@@ -40,8 +40,7 @@ class ValidationHistory(L.Callback):
                     or isinstance(epoch["epoch"], bool) or epoch["epoch"] < 0:
                 raise CheckpointStateError(f"{where} has no epoch number")
             for key, value in epoch.items():
-                if not (isinstance(key, str) and isinstance(value, int | float)
-                        and not isinstance(value, bool)):
+                if not (isinstance(key, str) and is_recorded_number(value)):
                     raise CheckpointStateError(f"{where}.{key} is {value!r}, not a number")
         self.epochs = [dict(epoch) for epoch in epochs]
 

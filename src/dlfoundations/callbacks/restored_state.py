@@ -50,10 +50,16 @@ def is_number(value: Any) -> bool:
         isinstance(value, float) and math.isnan(value))
 
 
+def is_recorded_number(value: Any) -> bool:
+    """A Python int or float (not a bool), NaN and infinities included: a metric a run
+    recorded (a validation loss can overflow while training goes on)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def check_plain(value: Any, where: str, *, hyperparameters: bool = False) -> None:
-    """Raise ``CheckpointStateError`` unless ``value`` is a number (``is_number``; or any
-    Python float, NaN included, except in ``hyperparameters``: a run's history records a
-    validation loss that overflowed), a string, a bool, None, or a list or dict (string keys)
+    """Raise ``CheckpointStateError`` unless ``value`` is a number (``is_number``; or, except
+    in ``hyperparameters``, ``is_recorded_number``: a run's history records a validation loss
+    that overflowed), a string, a bool, None, or a list or dict (string keys)
     of such values. ``hyperparameters``: no tensor, and no dict with a ``_target_`` (they are
     values, never config to instantiate)."""
     if isinstance(value, dict):
@@ -69,7 +75,7 @@ def check_plain(value: Any, where: str, *, hyperparameters: bool = False) -> Non
             check_plain(item, f"{where}[{index}]", hyperparameters=hyperparameters)
     elif not (value is None or isinstance(value, str | bool) or (
             is_number(value) and not (hyperparameters and isinstance(value, torch.Tensor)))
-            or (isinstance(value, float) and not hyperparameters)):
+            or (is_recorded_number(value) and not hyperparameters)):
         raise CheckpointStateError(f"{where} is {value!r}, not a plain value")
 
 
