@@ -14,7 +14,11 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard.summary import image as add_image_summary
 
-from dlfoundations.callbacks.test_images import confusion_image, image_summary
+from dlfoundations.callbacks.test_images import (
+    confusion_image,
+    image_summary,
+    misclassified_image,
+)
 from tests.conftest import get, run_script, tensorboard_server
 
 pytestmark = pytest.mark.slow  # subprocesses, services or many runs
@@ -95,6 +99,24 @@ def test_a_test_image_holds_what_add_image_writes() -> None:
 
     assert fields(ours) == fields(theirs) == ("~final/confusion_matrix", *pixels.shape)
     assert np.array_equal(decoded(ours), pixels) and np.array_equal(decoded(theirs), pixels)
+
+
+def test_the_misclassified_images_are_written_grey_as_add_image_shows_them() -> None:
+    """The misclassified grid is grey: written as one channel, it decodes to the pixels
+    ``SummaryWriter.add_image`` writes as three equal channels, in fewer bytes than the same
+    pixels as RGB."""
+    wrong = [(torch.linspace(0, 1, 28 * 28).view(28, 28) ** (1 + index), index % 3, 2 - index % 3)
+             for index in range(8)]
+    pixels = misclassified_image(wrong, ["T-shirt", "Trouser", "Bag"])
+    ours = image_summary("~final/misclassified", pixels).value[0].image
+    theirs = add_image_summary("~final/misclassified", pixels, dataformats="HW").value[0].image
+    assert pixels.ndim == 2 and (ours.height, ours.width, ours.colorspace) == (*pixels.shape, 1)
+    assert theirs.colorspace == 3
+    grey = np.asarray(Image.open(io.BytesIO(ours.encoded_image_string)))
+    rgb = np.asarray(Image.open(io.BytesIO(theirs.encoded_image_string)))
+    assert np.array_equal(grey, pixels) and np.array_equal(rgb, np.stack([pixels] * 3, axis=2))
+    as_rgb = image_summary("~final/misclassified", np.stack([pixels] * 3, axis=2)).value[0]
+    assert len(ours.encoded_image_string) < len(as_rgb.image.encoded_image_string)
 
 
 def test_event_file_holds_a_loss_point_per_interval_at_the_samples_seen(run_dir: Path
