@@ -152,6 +152,22 @@ def test_a_setting_keeps_one_colour_in_every_panel_and_figure(sweep: tuple,
         assert (sweep_dir / name if name != "a.png" else tmp_path / name).stat().st_size > 10_000
 
 
+def test_a_figure_holds_its_legend_whole_and_nothing_touches_its_edges(sweep: tuple) -> None:
+    """curves.png is widened by its legend (right of the axes; ``figures.save_png`` sizes it
+    by the figure's and the legend's boxes): ink everywhere but at its edges, and past the
+    figure's own width of 100 dpi x 5 inches a panel (two panels: the batch sizes)."""
+    from PIL import Image
+
+    sweep_dir, _, _ = sweep
+    for name, least_width in (("curves.png", 2 * 500 + 1), ("heatmap.png", 1)):
+        grey = Image.open(sweep_dir / name).convert("L")
+        ink = grey.point(lambda value: 255 if value < 250 else 0).getbbox()
+        assert ink is not None and grey.width >= least_width
+        left, top, right, bottom = ink
+        assert left > 2 and top > 2 and right < grey.width - 2 and bottom < grey.height - 2
+        assert right > 0.9 * grey.width  # the legend's text reaches into the widened part
+
+
 def test_beyond_the_line_limit_a_figure_draws_the_best_and_says_so(sweep: tuple,
                                                                   tmp_path: Path) -> None:
     sweep_dir, _, _ = sweep
