@@ -107,11 +107,17 @@ def _download(data_dir: str | Path) -> bool:
     return True
 
 
-def read_bytes(path: Path) -> bytes:
-    """The uncompressed bytes of ``path`` (gunzipped in memory when it ends in .gz)."""
+def read_bytes(path: Path) -> bytearray:
+    """The uncompressed bytes of ``path`` (gunzipped in memory when it ends in .gz), writable,
+    for ``torch.frombuffer``: an uncompressed file is read straight into them (a copy of the
+    47 MB of training images took 26 ms on the 2-core CPU, in every process that reads it)."""
     try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+        if path.suffix == ".gz":
+            return bytearray(gzip.decompress(path.read_bytes()))
+        with path.open("rb") as file:
+            data = bytearray(os.fstat(file.fileno()).st_size)
+            read = file.readinto(data)
+        return data[:read] if read < len(data) else data
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise UserError(f"{path} cannot be read as Fashion-MNIST data: {err}.") from err
 
@@ -139,7 +145,7 @@ def verify(name: str, path: Path, data: bytes) -> None:
         )
 
 
-def verified_bytes(name: str, path: Path) -> bytes:
+def verified_bytes(name: str, path: Path) -> bytearray:
     """The uncompressed bytes of ``path``, checked to be the real ``name`` (``verify``)."""
     data = read_bytes(path)
     verify(name, path, data)
@@ -198,7 +204,6 @@ def load_tensor(name: str, path: Path) -> torch.Tensor:
 
 def read_tensor(name: str, path: Path) -> torch.Tensor:
     """``verified_bytes`` of one IDX file as a uint8 tensor of its declared shape."""
-    data = verified_bytes(name, path)
     spec = FILES[name]
-    values = bytearray(memoryview(data)[spec.header_size:])  # one copy, writable for torch
-    return torch.frombuffer(values, dtype=torch.uint8).reshape(spec.shape)
+    return torch.frombuffer(verified_bytes(name, path), dtype=torch.uint8,
+                            offset=spec.header_size).reshape(spec.shape)
