@@ -166,6 +166,28 @@ def test_an_epoch_gathered_in_order_gives_the_batches_of_its_order(dtype: torch.
                 assert got.dtype == expected.dtype and torch.equal(got, expected)
 
 
+def test_a_group_shares_the_splits_its_process_set_up_last_where_they_are_the_same(
+        raw_paths: dict) -> None:
+    """A worker's next group whose members' splits are the same (equal ``split_settings``)
+    shares the data set up for its previous group instead of indexing and normalising it
+    again; other splits (another seed) are set up afresh, equal to a data module's own."""
+    from dlfoundations.data.fashion_mnist import FashionMNISTDataModule
+    from dlfoundations.fused.member import set_up_data
+
+    def data(**values: int) -> FashionMNISTDataModule:
+        return FashionMNISTDataModule(data_dir=str(ROOT / "data"), **values)
+
+    first, later, other = data(batch_size=256), data(batch_size=1024), data(seed=1)
+    for module in (first, later, other):
+        set_up_data(module, [])
+    assert later.splits["train"] is first.splits["train"] and later.mean == first.mean
+    assert other.splits["train"] is not first.splits["train"]
+    alone = data(seed=1)
+    alone.setup("fit")
+    assert torch.equal(other.val_indices, alone.val_indices) and other.std == alone.std
+    assert torch.equal(other.splits["train"].images, alone.splits["train"].images)
+
+
 def test_groups_follow_the_keys_that_fix_the_shape() -> None:
     def cfg(**values: object) -> object:
         base = {"model": {"net": {"name": "mlp", "hidden": [256], "dropout": 0.2}},

@@ -187,6 +187,25 @@ def open_member(position: int, sweep_config: DictConfig) -> Member:
     return Member(position, sweep_config, cfg, run_dir, log)
 
 
+#: the data module set up last in this process (a worker trains its groups one after another)
+_LAST_SET_UP: list[Any] = []
+
+
+def set_up_data(data: Any, built: list[Any]) -> None:
+    """Set up ``data``'s splits, or share those of a data module whose splits are the same
+    (equal ``split_settings``): one of the group's members ``built`` before, or the one set up
+    last in this process, e.g. by the worker's previous group (about 0.1 s a group on the
+    2-core CPU)."""
+    settings = getattr(data, "split_settings", None)
+    same = [other for other in (*built, *_LAST_SET_UP) if settings is not None
+            and getattr(other, "split_settings", None) == settings]
+    if same:
+        data.share_splits(same[0])
+    else:
+        data.setup("fit")
+    _LAST_SET_UP[:] = [data] if settings is not None else []
+
+
 def build_member(member: Member, built: list[Member]) -> bool:
     """Claim the member's folder and build its run as the job alone would (its data splits
     shared with a member ``built`` before whose splits are the same); False where it was
@@ -211,14 +230,7 @@ def build_member(member: Member, built: list[Member]) -> bool:
             if member.run.model.scheduler is not None:
                 member.scheduler = member.run.model.scheduler(member.optimizer)
             member.hyperparameters()  # refuses options no rule computes
-            data = member.run.datamodule
-            same = [other.run.datamodule for other in built if getattr(
-                other.run.datamodule, "split_settings", None) == getattr(
-                    data, "split_settings", ())]
-            if same:
-                data.share_splits(same[0])
-            else:
-                data.setup("fit")
+            set_up_data(member.run.datamodule, [other.run.datamodule for other in built])
             if member.owner == "resumed":
                 from dlfoundations.fused.resume import restore  # it checks a Member's state
 
