@@ -36,14 +36,14 @@ def evaluated_batches(network: StackedNetwork, split: StackedSplit, batch_size: 
     network.eval()
     members = network.flat.shape[0]
     for index in range(batches(limit, len(split), batch_size)):
-        stop = min(len(split), (index + 1) * batch_size)
-        rows = torch.arange(index * batch_size, stop, device=network.flat.device)
-        x, y = split.batch(rows.expand(split.copies, -1), dtype)
+        start, stop = index * batch_size, min(len(split), (index + 1) * batch_size)
+        x, y = split.rows(start, stop, dtype)
         logits = network(x)
         y = y.expand(members, -1)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
         predicted = logits.argmax(dim=2)
-        means.update(loss.view(members, -1).mean(dim=1), (predicted == y).sum(dim=1), len(rows))
+        means.update(loss.view(members, -1).mean(dim=1), (predicted == y).sum(dim=1),
+                     stop - start)
         yield x, y, predicted
 
 
