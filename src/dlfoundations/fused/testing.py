@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
+from dlfoundations.fused.loss import cross_entropy
 from dlfoundations.fused.means import MemberMeans
 from dlfoundations.fused.split import StackedSplit, batches
 from dlfoundations.fused.stacked import StackedNetwork
@@ -40,7 +40,7 @@ def evaluated_batches(network: StackedNetwork, split: StackedSplit, batch_size: 
         x, y = split.rows(start, stop, dtype)
         logits = network(x)
         y = y.expand(members, -1)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        loss = cross_entropy(logits.flatten(0, 1), y.flatten())
         predicted = logits.argmax(dim=2)
         means.update(loss.view(members, -1).mean(dim=1), (predicted == y).sum(dim=1),
                      stop - start)
