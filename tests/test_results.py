@@ -168,6 +168,28 @@ def test_a_figure_holds_its_legend_whole_and_nothing_touches_its_edges(sweep: tu
         assert right > 0.9 * grey.width  # the legend's text reaches into the widened part
 
 
+def test_a_figure_is_drawn_once(sweep: tuple, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saving a laid-out figure draws it once (``figures.save_png``): not again to find its
+    tight box, nor again for the layout engine ``tight_layout`` leaves behind."""
+    from matplotlib.figure import Figure
+
+    drawn: list[Figure] = []
+    draw = Figure.draw
+
+    def counted(figure: Figure, renderer: object) -> None:
+        drawn.append(figure)
+        draw(figure, renderer)
+
+    monkeypatch.setattr(Figure, "draw", counted)
+    sweep_dir, _, _ = sweep
+    jobs = find_jobs(sweep_dir)
+    groups, axes = settings(jobs, swept_axes(jobs)), swept_axes(jobs)
+    figures.plot(groups, axes, {"tags": ["val/loss", "val/acc"]}, {}, tmp_path / "a.png")
+    assert figures.heatmap(groups, ["optim", "data.batch_size"], tmp_path / "h.png")
+    assert len(drawn) == 2 and drawn[0] is not drawn[1]
+
+
 def test_beyond_the_line_limit_a_figure_draws_the_best_and_says_so(sweep: tuple,
                                                                   tmp_path: Path) -> None:
     sweep_dir, _, _ = sweep
