@@ -198,6 +198,14 @@ class FusedGroup:
         """As ``ModelCheckpoint`` with ``save_top_k=1, save_last=True`` in Lightning 2.6: when
         this epoch is the member's best so far, ``epochNN.ckpt`` (the previous best removed)
         and ``last.ckpt``; with ``last_only`` (a signal), ``last.ckpt`` now."""
+        monitor = member.cfg.monitor
+        score = member.run.history.last().get(monitor.metric)
+        better = not last_only and score is not None and math.isfinite(score) and (
+            member.best_score is None
+            or (score > member.best_score if monitor.mode == "max"
+                else score < member.best_score))
+        if not (better or last_only):
+            return
         state = self.network.member_state(member.run.model.net, k)
         checkpoint = member.checkpoint(state, min(self.epoch, resume_at[0]), self.global_step,
                                        self.fused_state(k, member, resume_at))
@@ -205,19 +213,12 @@ class FusedGroup:
             if last_only:
                 member.save(checkpoint, "last.ckpt")
                 return
-            monitor = member.cfg.monitor
-            score = member.run.history.last().get(monitor.metric)
-            better = score is not None and math.isfinite(score) and (
-                member.best_score is None
-                or (score > member.best_score if monitor.mode == "max"
-                    else score < member.best_score))
-            if better:
-                previous, member.best_score = member.best_path, score
-                member.best_path = member.save(checkpoint, f"epoch{self.epoch:02d}.ckpt")
-                if previous is not None and previous != member.best_path:
-                    previous.unlink(missing_ok=True)
-                member.best_state = state
-                member.save(checkpoint, "last.ckpt")
+            previous, member.best_score = member.best_path, score
+            member.best_path = member.save(checkpoint, f"epoch{self.epoch:02d}.ckpt",
+                                           "last.ckpt")
+            if previous is not None and previous != member.best_path:
+                previous.unlink(missing_ok=True)
+            member.best_state = state
 
     def save_all(self, resume_at: tuple[int, int]) -> None:
         for k, member in enumerate(self.members):

@@ -27,7 +27,7 @@ from dlfoundations.callbacks.test_images import TestImages, add_test_figures
 from dlfoundations.fused import rules
 from dlfoundations.models.base import qualified_name
 from dlfoundations.run import console
-from dlfoundations.run.checkpoints import SafeCheckpointIO
+from dlfoundations.run.checkpoints import write_checkpoint
 from dlfoundations.run.checks import check_run_config
 from dlfoundations.run.cli import (
     as_user_error,
@@ -141,10 +141,12 @@ class Member:
                 "model_class": qualified_name(type(model)),
                 "datamodule_class": qualified_name(type(datamodule)), "fused": fused_state}
 
-    def save(self, checkpoint: dict[str, Any], name: str) -> Path:
-        path = self.run_dir / "checkpoints" / name
-        SafeCheckpointIO().save_checkpoint(checkpoint, path)
-        return path
+    def save(self, checkpoint: dict[str, Any], *names: str) -> Path:
+        """Write ``checkpoint`` under each of ``names`` in its checkpoints folder; the first
+        one's path."""
+        paths = [self.run_dir / "checkpoints" / name for name in names]
+        write_checkpoint(checkpoint, *paths)
+        return paths[0]
 
     @property
     def num_images(self) -> int:

@@ -129,10 +129,16 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
                         storage_options: Any | None = None) -> None:
-        path = Path(path)
+        write_checkpoint(checkpoint, Path(path))
+
+
+def write_checkpoint(checkpoint: dict[str, Any], *paths: Path) -> None:
+    """Serialise ``checkpoint`` once and write it to each of ``paths`` atomically (a fused
+    member's best epoch is both ``epochNN.ckpt`` and ``last.ckpt``)."""
+    buffer = io.BytesIO()  # serialised first: torch's zip writer hides a full disk's OSError
+    torch.save(checkpoint, buffer)
+    for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()  # serialised first: torch's zip writer hides a full disk's OSError
-        torch.save(checkpoint, buffer)
         write_atomically(path, lambda file: file.write(buffer.getbuffer()))
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None,
