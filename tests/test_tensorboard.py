@@ -15,6 +15,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard.summary import image as add_image_summary
 
 from dlfoundations.callbacks.test_images import (
+    CELL,
+    LEFT,
+    TOP,
+    confusion_frame,
     confusion_image,
     image_summary,
     misclassified_image,
@@ -99,6 +103,24 @@ def test_a_test_image_holds_what_add_image_writes() -> None:
 
     assert fields(ours) == fields(theirs) == ("~final/confusion_matrix", *pixels.shape)
     assert np.array_equal(decoded(ours), pixels) and np.array_equal(decoded(theirs), pixels)
+
+
+def test_the_confusion_matrix_is_drawn_on_a_copy_of_its_frame() -> None:
+    """The frame (names, titles) is drawn once per set of names and stays as it was: a matrix
+    drawn after another one of other counts is the same as drawn first, its cells shaded and
+    numbered over the white cells of the frame."""
+    names = ["T-shirt", "Trouser", "Bag"]
+    frame = np.asarray(confusion_frame(tuple(names))).copy()
+    first = confusion_image(torch.tensor([[50, 1, 0], [3, 41, 7], [0, 9, 30]]), names)
+    confusion_image(torch.tensor([[9, 9, 9], [0, 90, 0], [1, 2, 3]]), names)
+    assert np.array_equal(np.asarray(confusion_frame(tuple(names))), frame)
+    assert np.array_equal(confusion_image(torch.tensor([[50, 1, 0], [3, 41, 7], [0, 9, 30]]),
+                                          names), first)
+    cells = (slice(TOP, TOP + 3 * CELL + 1), slice(LEFT, LEFT + 3 * CELL + 1))  # outlines too
+    assert (frame[cells] == 255).all() and not (first[cells] == 255).all()
+    outside = np.ones(frame.shape[:2], dtype=bool)
+    outside[cells] = False
+    assert np.array_equal(first[outside], frame[outside])
 
 
 def test_the_misclassified_images_are_written_grey_as_add_image_shows_them() -> None:
