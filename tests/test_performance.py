@@ -50,14 +50,18 @@ def test_index_tensor_batches_follow_any_sampler_and_drop_last() -> None:
 
 
 #: the page faults of the median of 11 fused steps of 32 MLPs with Adam
-#: (benchmarks/fused_step.py; 26 MB a temporary), with or without ``keep_freed_memory``,
-#: which the benchmark, as every entry point, calls on import
+#: (benchmarks/fused_step.py; 26 MB a temporary), with ``keep_freed_memory``, which the
+#: benchmark, as every entry point, calls on import, or without it and with glibc's threshold
+#: for mapping a block afresh held at its initial 128 KiB (left to itself, glibc raises it
+#: after a large block is freed, by an amount that depends on what the process freed before:
+#: then no fault at all now and then, thousands a step otherwise)
 FAULTS = """
-import resource, sys, torch
+import ctypes, ctypes.util, resource, sys, torch
 import dlfoundations.environment as environment
 keep = sys.argv[1] == "keep"
 if not keep:
     environment.keep_freed_memory = lambda: False
+    ctypes.CDLL(ctypes.util.find_library("c")).mallopt(environment.M_MMAP_THRESHOLD, 128 << 10)
 sys.path.insert(0, sys.argv[2])
 from fused_step import group, train_step
 torch.set_num_threads(1)
@@ -76,9 +80,9 @@ print(sorted(faults)[5])
 
 def test_freed_memory_is_kept_for_the_next_step() -> None:
     """``keep_freed_memory`` (every entry point): a step's freed temporaries are reused by the
-    next step without faulting their pages in again, where glibc's default hands them back
-    and maps them afresh (thousands of faults a step). The median step of 11 is compared: now
-    and then the heap grows once for a temporary (about 6,300 faults in one step, 26 MB)."""
+    next step without faulting their pages in again, where glibc handing them back maps them
+    afresh (thousands of faults a step). The median step of 11 is compared: now and then the
+    heap grows once for a temporary (about 6,300 faults in one step, 26 MB)."""
     faults = {mode: int(subprocess.run([sys.executable, "-c", FAULTS, mode,
                                         str(ROOT / "benchmarks")], capture_output=True,
                                        text=True, check=True).stdout)
