@@ -168,6 +168,25 @@ def test_a_figure_holds_its_legend_whole_and_nothing_touches_its_edges(sweep: tu
         assert right > 0.9 * grey.width  # the legend's text reaches into the widened part
 
 
+def test_a_figure_keeps_a_title_longer_than_its_panel_whole(tmp_path: Path) -> None:
+    """A panel's title wider than the room the layout has for it (a long overridden value)
+    lies partly outside the figure: the saved image is widened to hold it, a margin beyond."""
+    from PIL import Image
+
+    plt = figures.pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(6, 3))
+    left.set_title("val/loss, model.net.hidden=[" + ",".join(["8"] * 60) + "]")
+    right.set_title("val/loss, model.net.hidden=[8]")
+    fig.tight_layout()
+    figures.save_png(fig, tmp_path / "long.png")
+    plt.close(fig)
+    grey = Image.open(tmp_path / "long.png").convert("L")
+    left_edge, top, right_edge, bottom = grey.point(
+        lambda value: 255 if value < 250 else 0).getbbox()
+    assert grey.width > 600 + 100
+    assert left_edge >= 8 and top >= 8 and right_edge <= grey.width - 8
+
+
 def test_a_figure_is_drawn_once(sweep: tuple, tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Saving a laid-out figure draws it once (``figures.save_png``): not again to find its

@@ -51,20 +51,37 @@ def pyplot() -> Any:
 
 
 def save_png(fig: Any, path: Path) -> None:
-    """Write ``fig``, laid out (``tight_layout``), to ``path`` as PNG at 100 dpi, widened to
-    hold its legends (the curves' legend lies right of the axes), at zlib level 1, in one
-    drawing. The box is the figure's and its legends' (``bbox_inches="tight"`` draws the whole
-    figure once more to find it); the figure is left without a layout engine (the one
-    ``tight_layout`` leaves behind makes ``savefig`` draw it once more as well); level 1 costs
-    about 10% more bytes than the default 6. The same pixels: on the 2-core CPU the README
-    sweep's summary took 0.44-0.58 s so, 0.58-0.63 s with both extra drawings."""
-    from matplotlib.transforms import Bbox
-
+    """Write ``fig``, laid out (``tight_layout``), to ``path`` as PNG at 100 dpi, in one drawing,
+    widened to hold what lies outside it (``drawn_box``), at zlib level 1 (about 10% more bytes
+    than the default 6). ``bbox_inches="tight"`` would draw the whole figure once more to find
+    its box; the layout engine ``tight_layout`` leaves behind, dropped here, made ``savefig``
+    draw it once more as well. On the 2-core CPU the README sweep's summary took 0.44-0.58 s
+    so, 0.58-0.63 s with both extra drawings."""
     fig.set_layout_engine(None)
-    renderer = fig.canvas.get_renderer()
-    box = Bbox.union([fig.bbox, *(legend.get_window_extent(renderer) for legend in fig.legends)])
+    box = drawn_box(fig, fig.canvas.get_renderer())
     fig.savefig(path, dpi=100, bbox_inches=box.transformed(fig.dpi_scale_trans.inverted()),
                 pil_kwargs={"compress_level": 1})
+
+
+def drawn_box(fig: Any, renderer: Any) -> Any:
+    """The box, in pixels, of the figure and of what a laid-out figure may hold outside it:
+    its legends (the curves' lies right of the axes) and texts (a note above the panels), each
+    panel's title (long overridden values), axis labels and offset texts, with a margin of 0.1
+    inch on a side where one of them lies outside. Tick labels are left out: finding theirs
+    takes as long as drawing the figure, and the layout keeps them in."""
+    from matplotlib.transforms import Bbox
+
+    texts = [*fig.legends, *fig.texts]
+    for ax in fig.axes:
+        if ax.get_visible():
+            texts += [ax.title, ax.xaxis.label, ax.yaxis.label, ax.xaxis.get_offset_text(),
+                      ax.yaxis.get_offset_text()]
+    (x0, y0), (x1, y1) = Bbox.union([fig.bbox, *(text.get_window_extent(renderer)
+                                                 for text in texts if text.get_visible())
+                                     ]).get_points()
+    inside, margin = fig.bbox, 0.1 * fig.dpi
+    return Bbox([[x0 - margin * (x0 < inside.x0), y0 - margin * (y0 < inside.y0)],
+                 [x1 + margin * (x1 > inside.x1), y1 + margin * (y1 > inside.y1)]])
 
 
 def colour(index: int) -> tuple[float, float, float]:
