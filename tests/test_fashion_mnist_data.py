@@ -79,7 +79,7 @@ def _copy_raw(raw_paths: dict[str, Path], data_dir: Path, gunzip: bool = False) 
     raw.mkdir(parents=True)
     for name, path in raw_paths.items():
         if gunzip:
-            (raw / name).write_bytes(raw_files.read_bytes(path))
+            (raw / name).write_bytes(raw_files.read_bytes(path, raw_files.FILES[name].size))
         elif path.suffix == ".gz":
             shutil.copy(path, raw / path.name)
         else:
@@ -114,7 +114,7 @@ def test_a_system_copy_is_kept_uncompressed_in_data_dir_once(
     raw = raw_files.raw_dir(data_dir)
     assert sorted(f.name for f in raw.iterdir()) == sorted(raw_files.FILES)
     for name in raw_files.FILES:
-        assert (raw / name).read_bytes() == raw_files.read_bytes(system / f"{name}.gz")
+        assert (raw / name).read_bytes() == gzip.decompress((system / f"{name}.gz").read_bytes())
     written = {f.name: f.stat().st_mtime_ns for f in raw.iterdir()}
     datamodule = _setup(data_dir)  # now found in data_dir alone, and nothing rewritten
     assert len(datamodule.splits["train"]) == 55_000
@@ -129,6 +129,24 @@ def test_truncated_file_names_the_file(raw_paths: dict[str, Path], tmp_path: Pat
     images.write_bytes(images.read_bytes()[:1_000_000])
     with pytest.raises(UserError, match=r"t10k-images-idx3-ubyte is corrupt or truncated"):
         _setup(tmp_path)
+
+
+def test_a_file_far_larger_than_it_should_be_is_refused_without_reading_it_whole(
+        raw_paths: dict[str, Path], tmp_path: Path) -> None:
+    """A sparse file of 100 GB in place of the training images, and a .gz file that unpacks to
+    far more than its labels: each refused for its size in one sentence, having read one byte
+    more than the file should hold (reading either whole would not fit in memory or time)."""
+    raw = _copy_raw(raw_paths, tmp_path, gunzip=True)
+    images = raw / "train-images-idx3-ubyte"
+    with images.open("r+b") as file:
+        file.truncate(100 << 30)
+    with pytest.raises(UserError, match=r"train-images-idx3-ubyte is corrupt or truncated: it "
+                       r"holds more than 47,040,016 bytes uncompressed"):
+        raw_files.read_tensor(images.name, images)
+    labels = tmp_path / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip.compress(bytes(1 << 28), compresslevel=1))  # 256 MB of zeros
+    with pytest.raises(UserError, match=r"holds more than 60,008 bytes"):
+        raw_files.read_tensor("train-labels-idx1-ubyte", labels)
 
 
 def test_truncated_gzip_names_the_file(raw_paths: dict[str, Path], tmp_path: Path) -> None:

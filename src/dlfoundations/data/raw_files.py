@@ -107,15 +107,17 @@ def _download(data_dir: str | Path) -> bool:
     return True
 
 
-def read_bytes(path: Path) -> bytearray:
-    """The uncompressed bytes of ``path`` (gunzipped in memory when it ends in .gz), writable,
-    for ``torch.frombuffer``: an uncompressed file is read straight into them (a copy of the
-    47 MB of training images took 26 ms on the 2-core CPU, in every process that reads it)."""
+def read_bytes(path: Path, most: int) -> bytearray:
+    """The uncompressed bytes of ``path`` (gunzipped when it ends in .gz), at most ``most`` + 1
+    of them (a larger file is then refused for its size, never read whole), writable, for
+    ``torch.frombuffer``: an uncompressed file is read straight into them (a copy of the 47 MB
+    of training images took 26 ms on the 2-core CPU, in every process that reads it)."""
     try:
         if path.suffix == ".gz":
-            return bytearray(gzip.decompress(path.read_bytes()))
+            with gzip.open(path, "rb") as file:
+                return bytearray(file.read(most + 1))
         with path.open("rb") as file:
-            data = bytearray(os.fstat(file.fileno()).st_size)
+            data = bytearray(min(os.fstat(file.fileno()).st_size, most + 1))
             read = file.readinto(data)
         return data[:read] if read < len(data) else data
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as err:
@@ -126,8 +128,9 @@ def verify(name: str, path: Path, data: bytes) -> None:
     """Check size, IDX magic number, dimensions and MD5 of one uncompressed file."""
     spec = FILES[name]
     if len(data) != spec.size:
+        holds = f"more than {spec.size:,}" if len(data) > spec.size else f"{len(data):,}"
         raise UserError(
-            f"{path} is corrupt or truncated: it holds {len(data):,} bytes uncompressed "
+            f"{path} is corrupt or truncated: it holds {holds} bytes uncompressed "
             f"where {name} has {spec.size:,}."
         )
     magic = int.from_bytes(data[0:4], "big")
@@ -147,7 +150,7 @@ def verify(name: str, path: Path, data: bytes) -> None:
 
 def verified_bytes(name: str, path: Path) -> bytearray:
     """The uncompressed bytes of ``path``, checked to be the real ``name`` (``verify``)."""
-    data = read_bytes(path)
+    data = read_bytes(path, FILES[name].size)
     verify(name, path, data)
     return data
 
