@@ -204,16 +204,17 @@ def test_two_runs_started_together_into_one_folder(tmp_path: Path, raw_paths: di
 def test_a_full_disk_leaves_no_truncated_checkpoint(tmp_path: Path, mount, raw_paths: dict
                                                     ) -> None:
     """The checkpoint folder on a 160 KB tmpfs: the best checkpoint (106 KB) fits, last.ckpt
-    does not. No partial file may remain, and the run says why it stopped."""
+    does not. No partial file may remain, and the run says why it stopped, naming the file."""
     small = mount("-t", "tmpfs", "-o", "size=160k", "tmpfs", target=tmp_path / "small")
     run_dir = tmp_path / "run"
     result = run_script("train.py", *TINY, f"hydra.run.dir={run_dir}",
                         f"callbacks.model_checkpoint.dirpath={small}")
     assert result.returncode == 3, result.stderr[-3000:]
-    assert "error: the run failed: No space left on device" in result.stderr
+    reason = f"No space left on device ({small / 'last.ckpt'})"
+    assert f"error: the run failed: {reason}" in result.stderr
     assert "Traceback" not in result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["status"] == "failed" and "No space left on device" in metrics["reason"]
+    assert metrics["status"] == "failed" and metrics["reason"] == reason
     files = sorted(p.name for p in small.iterdir())
     assert files == ["epoch00.ckpt"]
     read_checkpoint(small / "epoch00.ckpt")  # whole, and a valid checkpoint

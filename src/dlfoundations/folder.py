@@ -249,7 +249,8 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
 
     The bytes go to a temporary file beside ``path`` (same filesystem), are flushed to disk,
     then renamed over ``path``; on any error (a full disk, a signal) the temporary file is
-    removed and ``path`` keeps its old content, if any.
+    removed and ``path`` keeps its old content, if any. An error of the system that names no
+    file (a write to a full disk) names ``path``.
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -258,6 +259,10 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
     finally:
         temporary.unlink(missing_ok=True)
 
