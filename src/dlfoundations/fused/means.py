@@ -2,7 +2,9 @@
 states in float32 whatever the run's precision: ``MeanMetric``'s loss, the sum of each
 batch's mean loss times the batch's size over the sizes; ``MulticlassAccuracy`` (micro), the
 correct predictions over those seen. So a member's ``val/loss``, ``val/acc``, ``test/loss``
-and ``test/acc`` are its solo run's to the last bit, in float64 runs too."""
+and ``test/acc`` are its solo run's to the last bit where its batches' losses are: in float64
+runs (in float32 the evaluation pads the logits as the step does, ``fused.loss``, and a loss
+can move by an ulp)."""
 
 from __future__ import annotations
 
