@@ -233,7 +233,7 @@ def compare_data_paths(datamodule: FashionMNISTDataModule, work_dir: Path) -> di
     raw = raw_files.raw_dir(work_dir / "torchvision")
     raw.mkdir(parents=True, exist_ok=True)
     for name, path in raw_files.find_files(datamodule.data_dir, datamodule.system_dirs).items():
-        (raw / name).write_bytes(raw_files.read_bytes(path))
+        (raw / name).write_bytes(raw_files.verified_bytes(name, path))
     dataset = datasets.FashionMNIST(str(work_dir / "torchvision"), train=True,
                                     transform=transforms.ToTensor())
     result = {"project_images_per_s": images_per_second(datamodule.train_dataloader(),

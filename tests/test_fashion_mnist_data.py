@@ -79,7 +79,7 @@ def _copy_raw(raw_paths: dict[str, Path], data_dir: Path, gunzip: bool = False) 
     raw.mkdir(parents=True)
     for name, path in raw_paths.items():
         if gunzip:
-            (raw / name).write_bytes(raw_files.read_bytes(path, raw_files.FILES[name].size))
+            (raw / name).write_bytes(raw_files.verified_bytes(name, path))
         elif path.suffix == ".gz":
             shutil.copy(path, raw / path.name)
         else:
