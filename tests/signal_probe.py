@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 
 def send_once(signum: int, once_file: Path | None) -> bool:
@@ -81,3 +81,29 @@ class SignalWhileWritingResults(Logger):
 
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         send_once(self.signum, self.once_file)
+
+
+class SignalInsideTensorBoard(TensorBoardLogger):
+    """Lightning's TensorBoard logger whose writer signals this process once while it adds the
+    scalar ``tag``: the signal's exception is raised inside ``log_metrics``, which turns any
+    exception of its writer into a ``ValueError``."""
+
+    def __init__(self, save_dir: str, tag: str = "val/acc", signal_name: str = "SIGINT"):
+        super().__init__(save_dir, name="", version="")
+        self.tag, self.signum, self.sent = tag, signal.Signals[signal_name], False
+
+    @property
+    def experiment(self) -> Any:
+        writer, probe = super().experiment, self
+
+        class Signalling:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(writer, name)
+
+            def add_scalar(self, tag: str, *args: Any, **kwargs: Any) -> Any:
+                if tag == probe.tag and not probe.sent:
+                    probe.sent = True
+                    os.kill(os.getpid(), probe.signum)
+                return writer.add_scalar(tag, *args, **kwargs)
+
+        return Signalling()

@@ -203,6 +203,23 @@ def test_a_signal_at_any_point_ends_interrupted_and_resume_finishes_the_run(
 
 
 @pytest.mark.slow
+def test_a_signal_inside_a_library_that_wraps_exceptions_still_ends_interrupted(
+        tmp_path: Path, raw_paths: dict) -> None:
+    """SIGINT while Lightning's TensorBoard logger adds a validation scalar: the signal's
+    exception reaches the run inside the logger's ValueError, and the run still ends
+    interrupted (exit 3, one sentence), not failed with the logger's message."""
+    run_dir = tmp_path / "run"
+    result = run_script("train.py", *SHORT_MLP, f"hydra.run.dir={run_dir}",
+                        "+logger.probe._target_=tests.signal_probe.SignalInsideTensorBoard",
+                        f"+logger.probe.save_dir={tmp_path / 'probe'}")
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "error: the run interrupted: SIGINT" in result.stderr
+    assert "Traceback" not in result.stderr and "ValueError" not in result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted" and metrics["reason"].startswith("SIGINT")
+
+
+@pytest.mark.slow
 def test_a_signal_while_the_results_are_written_ends_interrupted_with_whole_files(
         uninterrupted: Path, tmp_path: Path) -> None:
     """SIGINT while metrics.json and the TensorBoard results are written: they are written

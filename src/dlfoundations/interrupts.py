@@ -31,6 +31,19 @@ class RunInterrupted(Exception):
     """SIGINT, SIGTERM or SIGUSR2 stopped the run."""
 
 
+def interruption(err: BaseException | None) -> RunInterrupted | None:
+    """``err`` if it is a ``RunInterrupted``, else the one it was raised from or while: a
+    library that turns any exception of a call into its own (Lightning's TensorBoard logger
+    raises a ``ValueError`` from whatever its writer raised) may hold a signal's."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, RunInterrupted):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 class InterruptHandler:
     """Records SIGINT, SIGTERM and SIGUSR2 and decides when they stop the run (see the
     module)."""

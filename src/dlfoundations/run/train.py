@@ -30,7 +30,7 @@ from dlfoundations.callbacks import (
 from dlfoundations.environment import cuda_visible_devices
 from dlfoundations.errors import UserError, first_line, require
 from dlfoundations.folder import first_non_finite, write_metrics, write_text
-from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
+from dlfoundations.interrupts import INTERRUPTS, RunInterrupted, interruption
 from dlfoundations.optim import scaled_lr
 from dlfoundations.run import console
 from dlfoundations.run.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
@@ -205,9 +205,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else:
             metrics = {**best_epoch(run, best),
                        **test(trainer, model, datamodule, best), "status": Status.COMPLETED}
-    except (TrainingDiverged, RunInterrupted) as err:
-        status = Status.DIVERGED if isinstance(err, TrainingDiverged) else Status.INTERRUPTED
-        metrics = {**run.history.last(), "status": status, "reason": str(err)}
+    except Exception as err:  # a signal's RunInterrupted, also where a library wrapped it
+        stopped = err if isinstance(err, TrainingDiverged) else interruption(err)
+        if stopped is None:
+            raise
+        status = Status.DIVERGED if isinstance(stopped, TrainingDiverged) else Status.INTERRUPTED
+        metrics = {**run.history.last(), "status": status, "reason": str(stopped)}
     return finish_run(run, metrics, trainer.current_epoch, trainer.global_step)
 
 
@@ -257,7 +260,7 @@ def fit(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDat
     except (UserError, TrainingDiverged, RunInterrupted, OSError):
         raise
     except Exception as err:
-        if not ckpt_path or restoring.restored:
+        if not ckpt_path or restoring.restored or interruption(err) is not None:
             raise
         raise UserError(f"ckpt_path={ckpt_path!r} cannot be restored: "
                         f"{first_line(err) or type(err).__name__}.") from err
