@@ -1,5 +1,11 @@
 """The one exception type a user sees: a sentence that says what is wrong and what is allowed."""
 
+from __future__ import annotations
+
+from typing import TypeVar
+
+Found = TypeVar("Found", bound=BaseException)
+
 
 class UserError(Exception):
     """Bad input (a config value, a data file, a checkpoint) that must stop a run before training.
@@ -61,3 +67,16 @@ class CommandEnded(BaseException):
 def refused(err: UserError) -> CommandEnded:
     """The end of a command refused before any job ran: the sentence, exit status 2."""
     return CommandEnded(EXIT_BAD_INPUT, f"error: {err}")
+
+
+def found_in_causes(err: BaseException | None, kind: type[Found]) -> Found | None:
+    """``err`` if it is a ``kind``, else the first ``kind`` it was raised from or while (its
+    ``__cause__`` or ``__context__``, and theirs): a library that turns any exception of a call
+    into its own (Hydra's ``instantiate``, Lightning's TensorBoard logger) still holds it."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, kind):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

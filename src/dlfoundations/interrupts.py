@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from dlfoundations.errors import found_in_causes
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
@@ -32,16 +34,9 @@ class RunInterrupted(Exception):
 
 
 def interruption(err: BaseException | None) -> RunInterrupted | None:
-    """``err`` if it is a ``RunInterrupted``, else the one it was raised from or while: a
-    library that turns any exception of a call into its own (Lightning's TensorBoard logger
-    raises a ``ValueError`` from whatever its writer raised) may hold a signal's."""
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, RunInterrupted):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
+    """The signal's ``RunInterrupted`` behind ``err`` (``found_in_causes``): Lightning's
+    TensorBoard logger raises a ``ValueError`` from whatever its writer raised."""
+    return found_in_causes(err, RunInterrupted)
 
 
 class InterruptHandler:

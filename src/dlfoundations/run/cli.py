@@ -26,6 +26,7 @@ from dlfoundations.errors import (
     CommandEnded,
     UserError,
     first_line,
+    found_in_causes,
 )
 from dlfoundations.interrupts import INTERRUPTS, RunInterrupted
 from dlfoundations.run import console
@@ -77,13 +78,10 @@ def as_user_error(err: BaseException | None) -> UserError | None:
     """The ``UserError`` behind ``err`` (also when Hydra's ``instantiate`` wrapped it), or a
     config node that cannot be built as one: a key the target class does not take (e.g.
     ``+model.foo=1``), a value it refuses, a node that is not a config; else None."""
+    user_error = found_in_causes(err, UserError)
     built = err if isinstance(err, InstantiationException) else None
-    while err is not None:
-        if isinstance(err, UserError):
-            return err
-        err = err.__cause__ or err.__context__
-    if built is None:
-        return None
+    if user_error is not None or built is None:
+        return user_error
     node = re.search(r"full_key: (\S+)", str(built))
     cause = built.__cause__
     option = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
