@@ -33,6 +33,11 @@ SWEEPS = {
                         "lr_scaling.rule=linear", "data.batch_size=128"),
     "dropout rates": (*MLP, "optim=sgd", "model.net.dropout=0.0,0.2,0.5"),
     "lenet": ("model=lenet", "optim=sgd,adam", "data.batch_size=64"),
+    # the whole validation and test splits, which end in a partial batch (200 = 3 x 64 + 8,
+    # 10,000 = 156 x 64 + 16), read many batches at a time
+    "whole splits": ("model=softmax", "optim=sgd,adam", "data.batch_size=64",
+                     "data.val_size=200", "trainer.limit_val_batches=null",
+                     "trainer.limit_test_batches=null"),
 }
 
 
@@ -45,7 +50,8 @@ def test_every_member_equals_its_solo_run_in_float64(sweep: str, tmp_path: Path,
     run's metric objects keep float32, and so does the member's evaluation; three batches, so
     that the sums and the accuracy's division are not exact), its epoch's training loss and
     rate within 1e-12: per optimizer (torch's and the notes' own), scheduler, initialiser,
-    seed, learning rate and dropout rate, and for LeNet (grouped convolutions)."""
+    seed, learning rate and dropout rate, for LeNet (grouped convolutions), and over whole
+    splits."""
     members = fused_sweep(tmp_path / "fused", *STEPS_50, *SWEEPS[sweep])
     assert len(members) == len(list((tmp_path / "fused").glob("[0-9]*")))
     for name, member_dir in members.items():

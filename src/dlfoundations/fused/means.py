@@ -28,6 +28,18 @@ class MemberMeans:
         self.correct += correct
         self.seen += size
 
+    def update_batches(self, batch_losses: torch.Tensor, correct: torch.Tensor,
+                       size: int) -> None:
+        """Batches of ``size`` examples each, in order: each one's mean loss per member
+        (K, batches), added one batch after another as ``update`` adds them (a float32 sum
+        depends on its order), and the members' correct counts over them all (K,)."""
+        size32 = torch.tensor(float(size), dtype=torch.float32, device=self.loss.device)
+        for losses in (batch_losses.to(torch.float32) * size32).unbind(dim=1):
+            self.loss += losses
+            self.weight += size32
+        self.correct += correct
+        self.seen += size * batch_losses.shape[1]
+
     def losses(self) -> torch.Tensor:
         """Each member's mean loss (K,), float32."""
         return self.loss / self.weight
