@@ -127,11 +127,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
         tensors = {name: raw_files.load_tensor(name, path) for name, path in paths.items()}
         images, labels = tensors["train-images-idx3-ubyte"], tensors["train-labels-idx1-ubyte"]
         self.train_indices, self.val_indices = self.split_indices()
-        train_images = images[self.train_indices]
+        train_images = images.index_select(0, self.train_indices)  # half the time of [...]
         self.mean, self.std = pixel_mean_std(train_images)
         self.splits = {
-            "train": self._split(train_images, labels[self.train_indices]),
-            "val": self._split(images[self.val_indices], labels[self.val_indices]),
+            "train": self._split(train_images, labels.index_select(0, self.train_indices)),
+            "val": self._split(images.index_select(0, self.val_indices),
+                               labels.index_select(0, self.val_indices)),
             "test": self._split(tensors["t10k-images-idx3-ubyte"],
                                 tensors["t10k-labels-idx1-ubyte"]),
         }
