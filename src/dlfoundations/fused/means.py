@@ -22,17 +22,13 @@ class MemberMeans:
 
     def update(self, batch_losses: torch.Tensor, correct: torch.Tensor, size: int) -> None:
         """One batch of ``size`` examples: each member's mean loss (K,) and correct count."""
-        size32 = torch.tensor(float(size), dtype=torch.float32, device=self.loss.device)
-        self.loss += batch_losses.to(torch.float32) * size32
-        self.weight += size32
-        self.correct += correct
-        self.seen += size
+        self.update_batches(batch_losses.unsqueeze(1), correct, size)
 
     def update_batches(self, batch_losses: torch.Tensor, correct: torch.Tensor,
                        size: int) -> None:
         """Batches of ``size`` examples each, in order: each one's mean loss per member
-        (K, batches), added one batch after another as ``update`` adds them (a float32 sum
-        depends on its order), and the members' correct counts over them all (K,)."""
+        (K, batches), added one batch after another as the single run's metric adds them (a
+        float32 sum depends on its order), and the members' correct counts over them all (K,)."""
         size32 = torch.tensor(float(size), dtype=torch.float32, device=self.loss.device)
         for losses in (batch_losses.to(torch.float32) * size32).unbind(dim=1):
             self.loss += losses
