@@ -24,6 +24,9 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
     (["optim.weight_decay=-0.1"], "optim.weight_decay=-0.1 is not allowed"),
     (["model=mlp", "model.net.dropout=1.0"], "model.net.dropout=1.0 is not allowed"),
     (["trainer.max_epochs=0"], "trainer.max_epochs=0 is not allowed"),
+    (["trainer.limit_test_batches=0"], "trainer.limit_test_batches=0 is not allowed: "
+     "trainer.limit_test_batches must be null, a fraction above 0 or a whole number of at "
+     "least 1"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 is not allowed: "
      "trainer.log_every_n_steps must be an integer of at least 1 or null"),
     (["+model.num_classes=5"], "model.num_classes=5 is not allowed: FashionMNISTDataModule "

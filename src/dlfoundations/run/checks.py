@@ -186,6 +186,10 @@ def check_run_config(cfg: DictConfig) -> None:
     trainer = cfg.trainer
     require(isinstance(trainer.max_epochs, int) and trainer.max_epochs >= 1,
             "trainer.max_epochs", trainer.max_epochs, "an integer of at least 1")
+    tested = trainer.get("limit_test_batches")  # 0: Lightning tests nothing, returns no result
+    require(tested is None or isinstance(tested, bool) or tested != 0,
+            "trainer.limit_test_batches", tested, "null, a fraction above 0 or a whole number "
+            "of at least 1 (a run ends with a test of its best weights)")
     devices = trainer.get("devices", 1)
     require(devices in ("auto", -1) or (isinstance(devices, int) and devices >= 1)
             or (isinstance(devices, list | ListConfig) and len(devices) >= 1),
