@@ -27,6 +27,16 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
     (["trainer.limit_test_batches=0"], "trainer.limit_test_batches=0 is not allowed: "
      "trainer.limit_test_batches must be null, a fraction above 0 or a whole number of at "
      "least 1"),
+    (["trainer.limit_train_batches=0.00001"], "trainer.limit_train_batches=1e-05 is not "
+     "allowed: trainer.limit_train_batches must be a fraction that keeps at least one of the "
+     "215 train batches (at least 1/215)"),
+    (["trainer.limit_val_batches=0.01"], "trainer.limit_val_batches=0.01 is not allowed"),
+    (["trainer.limit_test_batches=0.02"], "trainer.limit_test_batches=0.02 is not allowed: "
+     "trainer.limit_test_batches must be a fraction that keeps at least one of the 40 test "
+     "batches (at least 1/40)"),
+    (["data.classes=[0,6]", "model=logreg", "trainer.limit_test_batches=0.1"],
+     "trainer.limit_test_batches=0.1 is not allowed: trainer.limit_test_batches must be a "
+     "fraction that keeps at least one of the 8 test batches"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 is not allowed: "
      "trainer.log_every_n_steps must be an integer of at least 1 or null"),
     (["+model.num_classes=5"], "model.num_classes=5 is not allowed: FashionMNISTDataModule "

@@ -27,6 +27,7 @@ CLASS_NAMES: tuple[str, ...] = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 TRAIN_SIZE = 60_000
+TEST_SIZE = 10_000
 #: the most folds of the 60,000 training images, so that each holds at least 100 of them
 MAX_FOLDS = TRAIN_SIZE // 100
 
@@ -159,21 +160,31 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.mean, self.std = other.mean, other.std
         self.require_sizes(len(self.splits["train"]), len(self.splits["val"]))
 
-    def check_sizes(self) -> None:
-        """Refuse, before any data is loaded, a batch larger than the training split and a
-        validation split with no image (with ``classes``, from the labels, where the files
-        are on this machine already; ``setup`` checks again)."""
+    def split_sizes(self) -> dict[str, int] | None:
+        """How many images each split will hold, before any image is loaded (with
+        ``classes``, from the labels, where the files are on this machine already; None
+        where they are not yet)."""
         train, val = self.split_indices()
+        test = TEST_SIZE
         if self.classes is not None:
             try:
                 paths = raw_files.find_files(self.data_dir, self.system_dirs, download=False)
             except UserError:
-                return  # not here yet: setup checks once prepare_data has brought them
-            name = "train-labels-idx1-ubyte"
-            keep = torch.isin(raw_files.load_tensor(name, paths[name]).long(),
-                              torch.tensor(self.classes))
+                return None  # not here yet: setup checks once prepare_data has brought them
+            kept = {name: torch.isin(raw_files.load_tensor(name, paths[name]).long(),
+                                     torch.tensor(self.classes))
+                    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte")}
+            keep = kept["train-labels-idx1-ubyte"]
             train, val = train[keep[train]], val[keep[val]]
-        self.require_sizes(len(train), len(val))
+            test = int(kept["t10k-labels-idx1-ubyte"].sum())
+        return {"train": len(train), "val": len(val), "test": test}
+
+    def check_sizes(self) -> None:
+        """Refuse, before any data is loaded, a batch larger than the training split and a
+        validation split with no image (``split_sizes``; ``setup`` checks again)."""
+        sizes = self.split_sizes()
+        if sizes is not None:
+            self.require_sizes(sizes["train"], sizes["val"])
 
     def require_sizes(self, train: int, val: int) -> None:
         require(train >= self.batch_size, "data.batch_size", self.batch_size,

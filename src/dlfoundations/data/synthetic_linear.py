@@ -42,6 +42,10 @@ class SyntheticLinearDataModule(L.LightningDataModule):
         self.seed = seed
         self.splits: dict[str, TensorDataset] = {}
 
+    def split_sizes(self) -> dict[str, int]:
+        """How many examples each split holds."""
+        return dict(self.sizes)
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return

@@ -168,6 +168,21 @@ def check_nodes(cfg: DictConfig) -> None:
                 f"a node of keys (as in conf/{key.split('.')[0]}/){' or null' * optional}")
 
 
+def check_batch_limits(trainer: L.Trainer, sizes: dict[str, int] | None,
+                       batch_size: int) -> None:
+    """A fraction of a split's batches (``trainer.limit_*_batches`` below 1.0) that keeps
+    none of them, refused before the run: Lightning refuses it only once it reaches that
+    split, the test's after the training. ``sizes``: each split's examples (none: unknown
+    yet); each process takes its share of them (``DistributedSampler``)."""
+    for split, examples in (sizes or {}).items():
+        limit = getattr(trainer, f"limit_{split}_batches")
+        batches = math.ceil(math.ceil(examples / trainer.world_size) / batch_size)
+        require(not isinstance(limit, float) or not 0 < limit < 1 or int(batches * limit) >= 1,
+                f"trainer.limit_{split}_batches", limit,
+                f"a fraction that keeps at least one of the {batches} {split} batches (at "
+                f"least 1/{batches}), a whole number of batches or null")
+
+
 def check_run_config(cfg: DictConfig) -> None:
     """The run-level keys a typo would break late: checked before anything is built."""
     check_nodes(cfg)

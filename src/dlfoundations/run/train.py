@@ -34,7 +34,7 @@ from dlfoundations.interrupts import INTERRUPTS, RunInterrupted, interruption
 from dlfoundations.optim import scaled_lr
 from dlfoundations.run import console
 from dlfoundations.run.checkpoints import SafeCheckpointIO, check_matches, read_checkpoint
-from dlfoundations.run.checks import check_run_config
+from dlfoundations.run.checks import check_batch_limits, check_run_config
 from dlfoundations.run.cli import START_METHODS_IN_PROCESS
 from dlfoundations.run.console import in_multirun
 from dlfoundations.run.resume import resume_point
@@ -164,6 +164,8 @@ def start_run(cfg: DictConfig) -> RunStart:
     history, restoring = ValidationHistory(), RestoredStateGuard()
     trainer = build_trainer(cfg, restoring, history)
     check_processes_are_safe(trainer, cfg.trainer.get("strategy"))
+    if hasattr(datamodule, "split_sizes"):
+        check_batch_limits(trainer, datamodule.split_sizes(), datamodule.batch_size)
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
     for logger in trainer.loggers:
