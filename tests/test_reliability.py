@@ -26,17 +26,23 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
     (["trainer.max_epochs=0"], "trainer.max_epochs=0 is not allowed"),
     (["trainer.limit_test_batches=0"], "trainer.limit_test_batches=0 is not allowed: "
      "trainer.limit_test_batches must be null, a fraction above 0 or a whole number of at "
-     "least 1"),
+     "least 1 (a run ends with a test)"),
+    (["trainer.limit_train_batches=0.0"], "trainer.limit_train_batches=0.0 is not allowed: "
+     "trainer.limit_train_batches must be null, a fraction above 0 or a whole number of at "
+     "least 1 (a run trains)"),
     (["trainer.limit_train_batches=0.00001"], "trainer.limit_train_batches=1e-05 is not "
-     "allowed: trainer.limit_train_batches must be a fraction that keeps at least one of the "
-     "215 train batches (at least 1/215)"),
+     "allowed: trainer.limit_train_batches must be a fraction that keeps one of the 215 train "
+     "batches (e.g. 0.0047), a whole number of batches or null"),
     (["trainer.limit_val_batches=0.01"], "trainer.limit_val_batches=0.01 is not allowed"),
     (["trainer.limit_test_batches=0.02"], "trainer.limit_test_batches=0.02 is not allowed: "
-     "trainer.limit_test_batches must be a fraction that keeps at least one of the 40 test "
-     "batches (at least 1/40)"),
+     "trainer.limit_test_batches must be a fraction that keeps one of the 40 test batches "
+     "(e.g. 0.025)"),
     (["data.classes=[0,6]", "model=logreg", "trainer.limit_test_batches=0.1"],
      "trainer.limit_test_batches=0.1 is not allowed: trainer.limit_test_batches must be a "
-     "fraction that keeps at least one of the 8 test batches"),
+     "fraction that keeps one of the 8 test batches (e.g. 0.13)"),
+    (["data.val_size=100", "trainer.limit_val_batches=0.5"], "trainer.limit_val_batches=0.5 "
+     "is not allowed: trainer.limit_val_batches must be 1.0, a whole number of batches or null "
+     "(the val split is one batch)"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 is not allowed: "
      "trainer.log_every_n_steps must be an integer of at least 1 or null"),
     (["+model.num_classes=5"], "model.num_classes=5 is not allowed: FashionMNISTDataModule "
@@ -284,6 +290,24 @@ def test_eval_reproduces_the_test_accuracy(uninterrupted: Path, tmp_path: Path) 
     confusion = (tmp_path / "confusion_matrix.csv").read_text().splitlines()
     assert len(confusion) == 10 and sum(
         int(v) for line in confusion for v in line.split(",")) == 5 * 256
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("limit", "message"), [
+    ("0", "trainer.limit_test_batches=0 is not allowed"),
+    ("0.02", "trainer.limit_test_batches=0.02 is not allowed: trainer.limit_test_batches must "
+     "be a fraction that keeps one of the 40 test batches (e.g. 0.025)"),
+    ("abc", "trainer.limit_test_batches='abc' is not allowed"),
+])
+def test_eval_refuses_a_test_limit_that_keeps_no_batch(limit: str, message: str,
+                                                       uninterrupted: Path,
+                                                       tmp_path: Path) -> None:
+    """As a training run refuses it: before the test, in one sentence."""
+    result = run_script("eval.py", f"ckpt_path={uninterrupted / 'checkpoints/last.ckpt'}",
+                        f"trainer.limit_test_batches={limit}", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow

@@ -168,19 +168,43 @@ def check_nodes(cfg: DictConfig) -> None:
                 f"a node of keys (as in conf/{key.split('.')[0]}/){' or null' * optional}")
 
 
-def check_batch_limits(trainer: L.Trainer, sizes: dict[str, int] | None,
-                       batch_size: int) -> None:
-    """A fraction of a split's batches (``trainer.limit_*_batches`` below 1.0) that keeps
-    none of them, refused before the run: Lightning refuses it only once it reaches that
-    split, the test's after the training. ``sizes``: each split's examples (none: unknown
-    yet); each process takes its share of them (``DistributedSampler``)."""
-    for split, examples in (sizes or {}).items():
-        limit = getattr(trainer, f"limit_{split}_batches")
+#: the splits a run cannot go without (0 batches of them): it trains on one and ends with a
+#: test on the other; 0 validation batches switch validation off, as in Lightning
+NEEDED_SPLITS = ("train", "test")
+
+
+def example_fraction(batches: int) -> float:
+    """A fraction, of two significant digits, that keeps one of ``batches`` batches by
+    Lightning's rule (int(batches x fraction) >= 1): 1/3 gives 0.34 (0.33 keeps none)."""
+    scale = 10 ** (1 - math.floor(math.log10(1 / batches)))
+    fraction = math.ceil(round(scale / batches, 9)) / scale
+    while int(batches * fraction) < 1:
+        fraction += 1 / scale
+    return fraction
+
+
+def check_batch_limits(trainer: L.Trainer, sizes: dict[str, int | None], batch_size: int
+                       ) -> None:
+    """The trainer's ``limit_*_batches`` of the splits in ``sizes`` (each one's examples; None:
+    not known yet), refused before the run where they keep none of a split's batches: 0 of a
+    split the run needs (Lightning then skips it; a test returns no result), or a fraction
+    below 1.0 that keeps none (Lightning refuses it only once it reaches that split, the
+    test's after the training). Each process takes its share of a split
+    (``DistributedSampler``)."""
+    for split, examples in sizes.items():
+        key, limit = f"trainer.limit_{split}_batches", getattr(trainer, f"limit_{split}_batches")
+        if split in NEEDED_SPLITS:
+            require(limit != 0, key, limit, "null, a fraction above 0 or a whole number of at "
+                    f"least 1 (a run {'ends with a test' if split == 'test' else 'trains'})")
+        if examples is None or not isinstance(limit, float) or not 0 < limit < 1:
+            continue
         batches = math.ceil(math.ceil(examples / trainer.world_size) / batch_size)
-        require(not isinstance(limit, float) or not 0 < limit < 1 or int(batches * limit) >= 1,
-                f"trainer.limit_{split}_batches", limit,
-                f"a fraction that keeps at least one of the {batches} {split} batches (at "
-                f"least 1/{batches}), a whole number of batches or null")
+        each = " of each process" if trainer.world_size > 1 else ""
+        allowed = (f"1.0, a whole number of batches or null (the {split} split{each} is one "
+                   "batch)" if batches == 1 else
+                   f"a fraction that keeps one of the {batches} {split} batches{each} (e.g. "
+                   f"{example_fraction(batches):g}), a whole number of batches or null")
+        require(int(batches * limit) >= 1, key, limit, allowed)
 
 
 def check_run_config(cfg: DictConfig) -> None:
@@ -201,10 +225,6 @@ def check_run_config(cfg: DictConfig) -> None:
     trainer = cfg.trainer
     require(isinstance(trainer.max_epochs, int) and trainer.max_epochs >= 1,
             "trainer.max_epochs", trainer.max_epochs, "an integer of at least 1")
-    tested = trainer.get("limit_test_batches")  # 0: Lightning tests nothing, returns no result
-    require(tested is None or isinstance(tested, bool) or tested != 0,
-            "trainer.limit_test_batches", tested, "null, a fraction above 0 or a whole number "
-            "of at least 1 (a run ends with a test of its best weights)")
     devices = trainer.get("devices", 1)
     require(devices in ("auto", -1) or (isinstance(devices, int) and devices >= 1)
             or (isinstance(devices, list | ListConfig) and len(devices) >= 1),

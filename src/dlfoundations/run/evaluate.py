@@ -11,7 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError
 from dlfoundations.folder import first_non_finite, write_metrics, write_text
+from dlfoundations.run.argument_types import check_argument_types
 from dlfoundations.run.checkpoints import read_checkpoint
+from dlfoundations.run.checks import check_batch_limits
 from dlfoundations.run.rebuild import rebuild
 from dlfoundations.status import Status
 
@@ -33,7 +35,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = read_checkpoint(path)
     model, datamodule = rebuild(checkpoint, path, OmegaConf.to_container(cfg.data, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
+    check_argument_types(cfg, ("trainer",))
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    sizes = datamodule.split_sizes() if hasattr(datamodule, "split_sizes") else None
+    check_batch_limits(trainer, {"test": (sizes or {}).get("test")}, datamodule.batch_size)
     results = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics: dict[str, Any] = {key: float(value) for key, value in results.items()}
     metrics.update(model.report(), ckpt_path=path, model_class=checkpoint["model_class"],

@@ -164,8 +164,9 @@ def start_run(cfg: DictConfig) -> RunStart:
     history, restoring = ValidationHistory(), RestoredStateGuard()
     trainer = build_trainer(cfg, restoring, history)
     check_processes_are_safe(trainer, cfg.trainer.get("strategy"))
-    if hasattr(datamodule, "split_sizes"):
-        check_batch_limits(trainer, datamodule.split_sizes(), datamodule.batch_size)
+    sizes = datamodule.split_sizes() if hasattr(datamodule, "split_sizes") else None
+    check_batch_limits(trainer, sizes or dict.fromkeys(("train", "val", "test")),
+                       datamodule.batch_size)
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     model, lr = build_model(cfg, global_batch_size)
     for logger in trainer.loggers:
