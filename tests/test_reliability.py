@@ -26,10 +26,10 @@ COMPARED = ("val/acc", "val/loss", "test/acc", "test/loss", "epochs", "global_st
     (["trainer.max_epochs=0"], "trainer.max_epochs=0 is not allowed"),
     (["trainer.limit_test_batches=0"], "trainer.limit_test_batches=0 is not allowed: "
      "trainer.limit_test_batches must be null, a fraction above 0 or a whole number of at "
-     "least 1 (a run ends with a test)"),
+     "least 1 (a run ends with a test on it, and an evaluation is one)"),
     (["trainer.limit_train_batches=0.0"], "trainer.limit_train_batches=0.0 is not allowed: "
      "trainer.limit_train_batches must be null, a fraction above 0 or a whole number of at "
-     "least 1 (a run trains)"),
+     "least 1 (a run trains on it)"),
     (["trainer.limit_train_batches=0.00001"], "trainer.limit_train_batches=1e-05 is not "
      "allowed: trainer.limit_train_batches must be a fraction that keeps one of the 215 train "
      "batches (e.g. 0.0047), a whole number of batches or null"),

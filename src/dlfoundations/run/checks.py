@@ -168,9 +168,10 @@ def check_nodes(cfg: DictConfig) -> None:
                 f"a node of keys (as in conf/{key.split('.')[0]}/){' or null' * optional}")
 
 
-#: the splits a run cannot go without (0 batches of them): it trains on one and ends with a
-#: test on the other; 0 validation batches switch validation off, as in Lightning
-NEEDED_SPLITS = ("train", "test")
+#: the splits a run cannot go without (0 batches of them), and why; 0 validation batches
+#: switch validation off, as in Lightning
+NEEDED_SPLITS = {"train": "a run trains on it",
+                 "test": "a run ends with a test on it, and an evaluation is one"}
 
 
 def example_fraction(batches: int) -> float:
@@ -195,7 +196,7 @@ def check_batch_limits(trainer: L.Trainer, sizes: dict[str, int | None], batch_s
         key, limit = f"trainer.limit_{split}_batches", getattr(trainer, f"limit_{split}_batches")
         if split in NEEDED_SPLITS:
             require(limit != 0, key, limit, "null, a fraction above 0 or a whole number of at "
-                    f"least 1 (a run {'ends with a test' if split == 'test' else 'trains'})")
+                    f"least 1 ({NEEDED_SPLITS[split]})")
         if examples is None or not isinstance(limit, float) or not 0 < limit < 1:
             continue
         batches = math.ceil(math.ceil(examples / trainer.world_size) / batch_size)
