@@ -179,10 +179,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
             test = int(kept["t10k-labels-idx1-ubyte"].sum())
         return {"train": len(train), "val": len(val), "test": test}
 
-    def check_sizes(self) -> None:
+    def check_sizes(self, sizes: dict[str, int] | None) -> None:
         """Refuse, before any data is loaded, a batch larger than the training split and a
-        validation split with no image (``split_sizes``; ``setup`` checks again)."""
-        sizes = self.split_sizes()
+        validation split with no image, by ``split_sizes`` (None: not known yet; ``setup``
+        checks again)."""
         if sizes is not None:
             self.require_sizes(sizes["train"], sizes["val"])
 

@@ -159,12 +159,12 @@ def start_run(cfg: DictConfig) -> RunStart:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
+    sizes = datamodule.split_sizes() if hasattr(datamodule, "split_sizes") else None
     if hasattr(datamodule, "check_sizes"):
-        datamodule.check_sizes()  # before the trainer and its logger write anything
+        datamodule.check_sizes(sizes)  # before the trainer and its logger write anything
     history, restoring = ValidationHistory(), RestoredStateGuard()
     trainer = build_trainer(cfg, restoring, history)
     check_processes_are_safe(trainer, cfg.trainer.get("strategy"))
-    sizes = datamodule.split_sizes() if hasattr(datamodule, "split_sizes") else None
     check_batch_limits(trainer, sizes or dict.fromkeys(("train", "val", "test")),
                        datamodule.batch_size)
     global_batch_size = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
