@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as pure_python
+from tensorboard.summary.writer import record_writer
 from torch.utils.tensorboard.summary import image as add_image_summary
 
 from dlfoundations.callbacks.test_images import (
@@ -23,6 +26,8 @@ from dlfoundations.callbacks.test_images import (
     image_summary,
     misclassified_image,
 )
+from dlfoundations.event_checksums import masked_crc32c
+from dlfoundations.tensorboard_logger import RunTensorBoardLogger
 from tests.conftest import get, run_script, tensorboard_server
 
 pytestmark = pytest.mark.slow  # subprocesses, services or many runs
@@ -139,6 +144,28 @@ def test_the_misclassified_images_are_written_grey_as_add_image_shows_them() -> 
     assert np.array_equal(grey, pixels) and np.array_equal(rgb, np.stack([pixels] * 3, axis=2))
     as_rgb = image_summary("~final/misclassified", np.stack([pixels] * 3, axis=2)).value[0]
     assert len(ours.encoded_image_string) < len(as_rgb.image.encoded_image_string)
+
+
+def test_event_records_are_checksummed_in_c_as_tensorboard_reads_them(tmp_path: Path) -> None:
+    """A run's logger puts ``event_checksums.masked_crc32c`` in TensorBoard's record writer
+    (this fails where a TensorBoard or google-crc32c release takes that away); it gives
+    TensorBoard's own pure-Python checksum at every length, and TensorBoard's reader, which
+    checks each record's, reads back everything written."""
+    logger = RunTensorBoardLogger(save_dir=str(tmp_path), name="", version="")
+    assert record_writer.masked_crc32c is masked_crc32c
+    generator = random.Random(0)
+    for length in [*range(70), 1_000, 100_003]:
+        data = generator.randbytes(length)
+        assert masked_crc32c(data) == pure_python(data), length
+    pixels = np.asarray(Image.new("RGB", (300, 200), "navy"))
+    logger.experiment.file_writer.add_summary(image_summary("~final/picture", pixels), 7)
+    logger.log_metrics({"val/acc": 0.25}, 0)
+    logger.log_metrics({"val/acc": 0.5}, 1)
+    logger.experiment.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0}).Reload()
+    assert [(e.step, e.value) for e in events.Scalars("val/acc")] == [(1, 0.25), (2, 0.5)]
+    [image] = events.Images("~final/picture")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(image.encoded_image_string))), pixels)
 
 
 def test_event_file_holds_a_loss_point_per_interval_at_the_samples_seen(run_dir: Path
