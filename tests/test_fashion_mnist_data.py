@@ -159,7 +159,7 @@ def test_truncated_gzip_names_the_file(raw_paths: dict[str, Path], tmp_path: Pat
 
 @pytest.mark.parametrize(("name", "offset", "change", "message"), [
     ("train-labels-idx1-ubyte", 100, lambda label: (label + 1) % 10,
-     r"train-labels-idx1-ubyte is corrupt: the MD5"),
+     r"train-labels-idx1-ubyte is corrupt: the CRC-32"),
     ("t10k-labels-idx1-ubyte", 3, lambda _: 3,  # magic 2051 (images) where 2049 belongs
      r"is not t10k-labels-idx1-ubyte: .* says magic 2051"),
 ])
@@ -182,7 +182,7 @@ def test_a_file_changed_after_it_was_read_is_read_and_checked_again(
     data = bytearray(path.read_bytes())
     data[100] = (data[100] + 1) % 10
     path.write_bytes(bytes(data))
-    with pytest.raises(UserError, match="train-labels-idx1-ubyte is corrupt: the MD5"):
+    with pytest.raises(UserError, match="train-labels-idx1-ubyte is corrupt: the CRC-32"):
         raw_files.load_tensor(path.name, path)
 
 

@@ -10,7 +10,6 @@ them, and ``keep_uncompressed`` only adds the uncompressed files beside the ``.g
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 import os
 import zlib
@@ -27,11 +26,11 @@ SYSTEM_DIRS: tuple[str, ...] = ("/usr/share/datasets/fashion-mnist",)
 
 @dataclass(frozen=True)
 class IdxSpec:
-    """What one uncompressed IDX file must be: magic number, shape and MD5."""
+    """What one uncompressed IDX file must be: magic number, shape and CRC-32."""
 
     magic: int
     shape: tuple[int, ...]
-    md5: str
+    crc32: int
 
     @property
     def header_size(self) -> int:
@@ -44,11 +43,15 @@ class IdxSpec:
         return self.header_size + math.prod(self.shape)
 
 
+#: each file's CRC-32 of its uncompressed bytes, the one every ``.gz`` of it carries in its
+#: trailer (``gzip -lv`` shows it): it catches a damaged or different file (not a crafted one,
+#: which MD5 no longer does either) in 11 ms for the training images where MD5 took 61 ms on
+#: the 2-core CPU, in every process that reads them
 FILES: dict[str, IdxSpec] = {
-    "train-images-idx3-ubyte": IdxSpec(2051, (60000, 28, 28), "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
-    "train-labels-idx1-ubyte": IdxSpec(2049, (60000,), "9018921c3c673c538a1fc5bad174d6f9"),
-    "t10k-images-idx3-ubyte": IdxSpec(2051, (10000, 28, 28), "8181f5470baa50b63fa0f6fddb340f0a"),
-    "t10k-labels-idx1-ubyte": IdxSpec(2049, (10000,), "15d484375f8d13e6eb1aabb0c3f46965"),
+    "train-images-idx3-ubyte": IdxSpec(2051, (60000, 28, 28), 0xB4F29F28),
+    "train-labels-idx1-ubyte": IdxSpec(2049, (60000,), 0x741A4657),
+    "t10k-images-idx3-ubyte": IdxSpec(2051, (10000, 28, 28), 0x678FE0B1),
+    "t10k-labels-idx1-ubyte": IdxSpec(2049, (10000,), 0x80142C1F),
 }
 
 
@@ -125,7 +128,7 @@ def read_bytes(path: Path, most: int) -> bytearray:
 
 
 def verify(name: str, path: Path, data: bytes) -> None:
-    """Check size, IDX magic number, dimensions and MD5 of one uncompressed file."""
+    """Check size, IDX magic number, dimensions and CRC-32 of one uncompressed file."""
     spec = FILES[name]
     if len(data) != spec.size:
         holds = f"more than {spec.size:,}" if len(data) > spec.size else f"{len(data):,}"
@@ -140,11 +143,11 @@ def verify(name: str, path: Path, data: bytes) -> None:
             f"{path} is not {name}: its IDX header says magic {magic} and shape {dims} "
             f"where {spec.magic} and {spec.shape} are expected."
         )
-    digest = hashlib.md5(data).hexdigest()
-    if digest != spec.md5:
+    crc = zlib.crc32(data)
+    if crc != spec.crc32:
         raise UserError(
-            f"{path} is corrupt: the MD5 of its uncompressed data is {digest} "
-            f"where {name} has {spec.md5}."
+            f"{path} is corrupt: the CRC-32 of its uncompressed data is {crc:#010x} "
+            f"where {name} has {spec.crc32:#010x}."
         )
 
 
