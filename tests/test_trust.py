@@ -24,7 +24,7 @@ import yaml
 from dlfoundations.data import FashionMNISTDataModule, raw_files
 from dlfoundations.errors import UserError
 from dlfoundations.folder import CLAIM_FILE, claim
-from dlfoundations.run.checkpoints import read_checkpoint
+from dlfoundations.run.checkpoints import SafeCheckpointIO, read_checkpoint
 from dlfoundations.run.rebuild import rebuild
 from tests.conftest import ROOT, run_script, script_command, snapshot
 from tests.in_process import SMALL, Outcome, interrupted_run, run_in_process
@@ -110,6 +110,17 @@ def test_checkpoints_with_wrong_types_are_refused_for_eval_and_resume(
         assert result.status == 2, result.output[-2000:]
         assert problem in result.output and "Traceback" not in result.output
         assert not (run_dir / "checkpoints").exists()
+
+
+def test_lightning_reads_checkpoints_through_the_same_checks(real_checkpoint: Path,
+                                                              tmp_path: Path) -> None:
+    """What Lightning itself loads (``fit(ckpt_path=...)``, ``test(ckpt_path="best")``) goes
+    through ``SafeCheckpointIO.load_checkpoint``, which is ``read_checkpoint``: a file changed
+    after the run's own check is refused there too."""
+    io = SafeCheckpointIO()
+    assert io.load_checkpoint(real_checkpoint)["epoch"] == read_checkpoint(real_checkpoint)["epoch"]
+    with pytest.raises(UserError, match="its epoch is a str"):
+        io.load_checkpoint(crafted(real_checkpoint, tmp_path, epoch="zero"))
 
 
 @pytest.mark.parametrize("script", ["eval.py", "train.py"])

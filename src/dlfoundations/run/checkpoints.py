@@ -131,6 +131,10 @@ class SafeCheckpointIO(TorchCheckpointIO):
                         storage_options: Any | None = None) -> None:
         write_checkpoint(checkpoint, Path(path))
 
+    def load_checkpoint(self, path: Any, map_location: Any | None = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        return read_checkpoint(path)
+
 
 def write_checkpoint(checkpoint: dict[str, Any], *paths: Path) -> None:
     """Serialise ``checkpoint`` once and write it to each of ``paths`` atomically (a fused
@@ -140,7 +144,3 @@ def write_checkpoint(checkpoint: dict[str, Any], *paths: Path) -> None:
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, lambda file: file.write(buffer.getbuffer()))
-
-    def load_checkpoint(self, path: Any, map_location: Any | None = None,
-                        weights_only: bool | None = None) -> dict[str, Any]:
-        return read_checkpoint(path)
