@@ -57,6 +57,8 @@ class FusedGroup:
         seeds = {member.run.datamodule.seed for member in members}
         #: every member reads the same batches: one split, one batch order
         self.one_order = self.splits["train"].copies == 1 and len(seeds) == 1
+        #: the training split in the epoch's order, where ``one_order`` (its memory reused)
+        self.in_order: StackedSplit | None = None
         self.batch_size = first.datamodule.batch_size
         self.global_step = 0
         self.epoch = 0
@@ -109,7 +111,8 @@ class FusedGroup:
         log_every = trainer.log_every_n_steps  # read once: a config's key is 30 us a read
         started = time.perf_counter()
         if self.one_order:  # the epoch's rows gathered in order once; a batch is a slice
-            split = split.ordered(orders[0, :steps * self.batch_size])
+            split = self.in_order = split.ordered(orders[0, :steps * self.batch_size],
+                                                  self.in_order)
         self.network.train()
         for index in range(self.batches_done, steps):
             if self.global_step % log_every == 0:
