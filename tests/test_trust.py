@@ -21,6 +21,7 @@ import pytest
 import torch
 import yaml
 
+from dlfoundations.background_sync import BackgroundSync
 from dlfoundations.data import FashionMNISTDataModule, raw_files
 from dlfoundations.errors import UserError
 from dlfoundations.folder import CLAIM_FILE, claim
@@ -229,6 +230,46 @@ def test_a_full_disk_leaves_no_truncated_checkpoint(tmp_path: Path, mount, raw_p
     files = sorted(p.name for p in small.iterdir())
     assert files == ["epoch00.ckpt"]
     read_checkpoint(small / "epoch00.ckpt")  # whole, and a valid checkpoint
+
+
+def test_background_writes_land_whole_in_order_and_stop_at_a_failure(tmp_path: Path, mount
+                                                                     ) -> None:
+    """A fused group's checkpoints: each file whole at its path once ``wait`` returns, a path
+    written twice holding the second, no temporary file left. A full disk (a 64 KB tmpfs)
+    fails the write where it is made, naming the file. A rename that fails on the thread (over
+    a folder) is raised by ``wait`` and by any later write, and nothing queued after it runs
+    (the step that would remove the previous best checkpoint)."""
+    writes = BackgroundSync()
+    first, second = tmp_path / "epoch00.ckpt", tmp_path / "last.ckpt"
+    for path, data in ((first, b"a" * 3000), (second, b"b" * 5000), (second, b"c" * 7000)):
+        writes.write(path, data)
+    writes.then(lambda: (tmp_path / "after").touch())
+    writes.wait()
+    assert first.read_bytes() == b"a" * 3000 and second.read_bytes() == b"c" * 7000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["after", "epoch00.ckpt", "last.ckpt"]
+
+    small = mount("-t", "tmpfs", "-o", "size=64k", "tmpfs", target=tmp_path / "small")
+    writes.write(small / "fits.ckpt", b"x" * 40_000)
+    with pytest.raises(OSError, match=f"No space left on device: '{small / 'full.ckpt'}'"):
+        writes.write(small / "full.ckpt", b"y" * 40_000)
+    writes.wait()
+    assert [p.name for p in small.iterdir()] == ["fits.ckpt"]
+
+    folder = tmp_path / "folder.ckpt"
+    (folder / "inside").mkdir(parents=True)
+    previous = tmp_path / "previous.ckpt"
+    previous.write_bytes(b"best so far")
+    writes.write(folder, b"z" * 100)
+    writes.then(previous.unlink)
+    with pytest.raises(OSError) as failed:
+        writes.wait()
+    assert f"-> '{folder}'" in str(failed.value)  # os.replace names both files
+    with pytest.raises(OSError) as again:
+        writes.write(tmp_path / "later.ckpt", b"w")
+    assert again.value is failed.value
+    writes.close()
+    assert previous.read_bytes() == b"best so far"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_read_only_data_folder_is_used_as_it_is(tmp_path: Path, mount, raw_paths: dict

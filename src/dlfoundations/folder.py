@@ -10,6 +10,7 @@ eval would read it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -243,6 +244,22 @@ def retake(run_dir: Path, key: str = "paths.output_dir") -> None:
         stale.unlink(missing_ok=True)
 
 
+#: numbers the temporary files of this process (two writes of one path may be under way)
+_TEMPORARIES = itertools.count()
+
+
+def temporary_beside(path: Path) -> Path:
+    """A name for a temporary file beside ``path`` (same filesystem), unique to this write."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{next(_TEMPORARIES)}.tmp")
+
+
+def name_file(err: OSError, path: Path) -> None:
+    """Where the system's ``err`` names no file (a write to a full disk), make it name
+    ``path``."""
+    if err.filename is None and err.errno is not None:
+        err.filename = str(path)
+
+
 @contextmanager
 def atomic_file(path: Path) -> Iterator[BinaryIO]:
     """A binary file that appears at ``path`` only once it is completely written.
@@ -252,19 +269,23 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
     removed and ``path`` keeps its old content, if any. An error of the system that names no
     file (a write to a full disk) names ``path``.
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = temporary_beside(path)
     try:
         with open(temporary, "wb") as file:
             yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+            settle(file, temporary, path)
     except OSError as err:
-        if err.filename is None and err.errno is not None:
-            raise OSError(err.errno, err.strerror, str(path)) from err
+        name_file(err, path)
         raise
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def settle(file: BinaryIO, temporary: Path, path: Path) -> None:
+    """Flush ``file``, open on ``temporary``, to disk and rename it over ``path``."""
+    file.flush()
+    os.fsync(file.fileno())
+    os.replace(temporary, path)
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> Path:

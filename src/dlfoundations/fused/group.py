@@ -5,8 +5,10 @@ Per epoch e, member k draws its batch order from ``randperm`` seeded by its seed
 loader's ``EpochRandomSampler``), from its own train/validation split, normalised by its own
 split's statistics. After each step, the members' losses are checked: a member whose loss is
 not finite stops (``diverged``, the step named) and the others go on. After the epoch's
-steps come validation, the checkpoints (``last.ckpt``, the best epoch's) and the scheduler's
-step, per member. At the end each member tests its best weights and writes its outputs.
+steps come validation, the checkpoints (``last.ckpt``, the best epoch's: flushed to disk on a
+thread while the next epoch trains, ``BackgroundSync``, and in place before any member ends)
+and the scheduler's step, per member. At the end each member tests its best weights and
+writes its outputs.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import math
 import time
 import warnings
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import torch
 
+from dlfoundations.background_sync import BackgroundSync
 from dlfoundations.data.resumable_loader import EpochRandomSampler
 from dlfoundations.fused.controls import precision_dtype
 from dlfoundations.fused.means import MemberMeans
@@ -66,6 +70,8 @@ class FusedGroup:
         self.last_finite: list[float | None] = [None] * len(members)
         self.batches_done, self.seen = 0, 0
         self.sums = torch.zeros(len(members), 2, dtype=self.dtype, device=self.device)
+        #: the checkpoints, flushed to disk on a thread while the group trains on
+        self.writes = BackgroundSync()
         if any(member.resume_from is not None for member in members):
             self.resume()
 
@@ -88,8 +94,11 @@ class FusedGroup:
                 INTERRUPTS.leave_steps()
                 self.end_all()
         except RunInterrupted as err:
+            self.writes.close()  # what was saved is in place before the members end
             self.stop_all(Status.INTERRUPTED, str(err))
             raise
+        finally:
+            self.writes.close()
 
     def stop_if_signalled(self) -> None:
         """After a signal: save every member's ``last.ckpt`` where the group stands and stop."""
@@ -97,6 +106,7 @@ class FusedGroup:
             return
         INTERRUPTS.leave_steps()
         self.save_all((self.epoch, self.batches_done))
+        self.writes.wait()
         raise RunInterrupted(f"{INTERRUPTS.signal_name()} at step {self.global_step} (epoch "
                              f"{self.epoch}); last.ckpt holds the state to resume from")
 
@@ -149,6 +159,7 @@ class FusedGroup:
                 self.last_finite[k] = values[k]
                 continue
             self.active[k] = False
+            self.writes.wait()  # its checkpoints in place before its metrics.json
             member.finish({**member.run.history.last(), "status": Status.DIVERGED,
                            "reason": f"the training loss became {values[k]} at step "
                            f"{self.global_step} (epoch {self.epoch}); the last finite loss was "
@@ -214,13 +225,13 @@ class FusedGroup:
                                        self.fused_state(k, member, resume_at))
         with INTERRUPTS.shield():
             if last_only:
-                member.save(checkpoint, "last.ckpt")
+                member.save(checkpoint, self.writes, "last.ckpt")
                 return
             previous, member.best_score = member.best_path, score
-            member.best_path = member.save(checkpoint, f"epoch{self.epoch:02d}.ckpt",
-                                           "last.ckpt")
+            member.best_path = member.save(checkpoint, self.writes,
+                                           f"epoch{self.epoch:02d}.ckpt", "last.ckpt")
             if previous is not None and previous != member.best_path:
-                previous.unlink(missing_ok=True)
+                self.writes.then(partial(previous.unlink, missing_ok=True))
             member.best_state = state
 
     def save_all(self, resume_at: tuple[int, int]) -> None:
@@ -246,6 +257,7 @@ class FusedGroup:
     def end_all(self) -> None:
         """Each member still training tests its best weights (all at once through the
         stacked network) and writes its outputs."""
+        self.writes.wait()
         finishing = [k for k, active in enumerate(self.active) if active]
         if not finishing:
             return

@@ -23,11 +23,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from dlfoundations import folder
+from dlfoundations.background_sync import BackgroundSync
 from dlfoundations.callbacks.test_images import TestImages, add_test_figures
 from dlfoundations.fused import rules
 from dlfoundations.models.base import qualified_name
 from dlfoundations.run import console
-from dlfoundations.run.checkpoints import write_checkpoint
+from dlfoundations.run.checkpoints import serialized
 from dlfoundations.run.checks import check_run_config
 from dlfoundations.run.cli import (
     as_user_error,
@@ -65,6 +66,8 @@ class Member:
     cfg: DictConfig
     run_dir: Path
     log: console.RunLog
+    #: Hydra's copy of the job's config (``HydraConfig``), the one set while it is ``active``
+    hydra_config: DictConfig
     run: RunStart | None = None
     #: the member's dropout masks come from here: torch's global generator as its run
     #: alone has it once its model is built
@@ -78,21 +81,15 @@ class Member:
     best_state: dict[str, torch.Tensor] | None = None
     #: ``resume=true``: the state its ``last.ckpt`` holds (``FusedGroup.fused_state``)
     resume_from: dict[str, Any] | None = None
-    #: Hydra's copy of the job's config, while it is the one set (``active``)
-    hydra_config: Any = None
     #: ``take_folder``'s answer: "claimed" (a new folder), "resumed", or None (not its own)
     owner: str | None = None
 
     @contextmanager
     def active(self, log: bool = True) -> Iterator[None]:
         """Hydra's config is this job's and (with ``log``) its log file receives the lines,
-        as in a job of the default launcher (Hydra's copy of the job's config made once, and set
-        again each time)."""
-        hydra = HydraConfig.instance()
-        if self.hydra_config is None:
-            hydra.set_config(self.sweep_config)
-            self.hydra_config = hydra.cfg
-        hydra.cfg = self.hydra_config  # the copy set_config made (about 10 ms a copy)
+        as in a job of the default launcher (Hydra's copy of the job's config, made once by
+        ``open_member``, set again each time)."""
+        HydraConfig.instance().cfg = self.hydra_config  # made once: a copy takes 2-4 ms
         root = logging.getLogger()
         if log:
             root.addHandler(self.log)
@@ -141,11 +138,14 @@ class Member:
                 "model_class": qualified_name(type(model)),
                 "datamodule_class": qualified_name(type(datamodule)), "fused": fused_state}
 
-    def save(self, checkpoint: dict[str, Any], *names: str) -> Path:
-        """Write ``checkpoint`` under each of ``names`` in its checkpoints folder; the first
-        one's path."""
+    def save(self, checkpoint: dict[str, Any], writes: BackgroundSync, *names: str) -> Path:
+        """Write ``checkpoint``, serialised once, under each of ``names`` in its checkpoints
+        folder (in place once ``writes`` has flushed it); the first one's path."""
         paths = [self.run_dir / "checkpoints" / name for name in names]
-        write_checkpoint(checkpoint, *paths)
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        data = serialized(checkpoint)
+        for path in paths:
+            writes.write(path, data)
         return paths[0]
 
     @property
@@ -181,12 +181,14 @@ class Member:
 def open_member(position: int, sweep_config: DictConfig) -> Member:
     """The job at ``position`` of the sweep with its folder and log file (not yet claimed)."""
     run_dir = sweep_job_folder(sweep_config)
-    with read_write(sweep_config.hydra.runtime):
-        sweep_config.hydra.runtime.output_dir = str(run_dir.absolute())
+    hydra_config = HydraConfig.instance().cfg  # the job's, as sweep_job_folder set it
+    for config in (sweep_config, hydra_config):
+        with read_write(config.hydra.runtime):
+            config.hydra.runtime.output_dir = str(run_dir.absolute())
     cfg = OmegaConf.masked_copy(sweep_config, [key for key in sweep_config if key != "hydra"])
     log = console.RunLog(str(run_dir / f"{sweep_config.hydra.job.name}.log"))
     log.setFormatter(logging.Formatter("[%(asctime)s] %(message)s"))
-    return Member(position, sweep_config, cfg, run_dir, log)
+    return Member(position, sweep_config, cfg, run_dir, log, hydra_config)
 
 
 #: the data module set up last in this process (a worker trains its groups one after another)

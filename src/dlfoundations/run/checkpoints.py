@@ -129,18 +129,19 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
                         storage_options: Any | None = None) -> None:
-        write_checkpoint(checkpoint, Path(path))
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = serialized(checkpoint)
+        write_atomically(path, lambda file: file.write(data))
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
         return read_checkpoint(path)
 
 
-def write_checkpoint(checkpoint: dict[str, Any], *paths: Path) -> None:
-    """Serialise ``checkpoint`` once and write it to each of ``paths`` atomically (a fused
-    member's best epoch is both ``epochNN.ckpt`` and ``last.ckpt``)."""
-    buffer = io.BytesIO()  # serialised first: torch's zip writer hides a full disk's OSError
+def serialized(checkpoint: dict[str, Any]) -> memoryview:
+    """``checkpoint`` as ``torch.save`` writes it, in memory first: torch's zip writer hides
+    a full disk's ``OSError``, which the write of these bytes then raises."""
+    buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, lambda file: file.write(buffer.getbuffer()))
+    return buffer.getbuffer()
