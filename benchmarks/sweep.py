@@ -12,7 +12,10 @@ turns, each sweep a fresh ``scripts/train.py -m`` process. Per sweep: wall time;
 time in training steps (the epochs' ``train/epoch_s``, counted once per fused group, whose
 members share them); fixed cost per job (wall time less start-up and training, over the jobs:
 set-up, validation, test and writes; for side by side, training counted once per worker);
-and training samples per second over the whole sweep. ``--mlp32``: 32 MLPs of 32 learning
+for the fused modes, each group's fixed cost per member (from its first member's claim on
+its folder to its last member's ``metrics.json``, less its training, over its members: a
+worker's first group also reads the data and imports TensorBoard's writer); and training
+samples per second over the whole sweep. ``--mlp32``: 32 MLPs of 32 learning
 rates, 3 epochs, instead (one fused group). Operators and host time per fused step:
 ``benchmarks/fused_step.py``.
 """
@@ -72,10 +75,32 @@ def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> 
     workers = int(per_gpu[0]) if per_gpu else \
         len(os.sched_getaffinity(0)) if on_workers else 1
     samples = sum(job.metrics["global_step"] * job.metrics["global_batch_size"] for job in jobs)
-    return {"wall_s": round(wall, 1), "jobs": len(jobs), "startup_s": round(startup, 1),
-            "training_s": round(training, 1),
-            "fixed_cost_per_job_s": round((wall - startup - training / workers) / len(jobs), 2),
-            "samples_per_s": round(samples / wall)}
+    result = {"wall_s": round(wall, 1), "jobs": len(jobs), "startup_s": round(startup, 1),
+              "training_s": round(training, 1),
+              "fixed_cost_per_job_s": round((wall - startup - training / workers) / len(jobs),
+                                            2),
+              "samples_per_s": round(samples / wall)}
+    if fused:
+        result["fixed_cost_per_member_s"] = per_group_fixed_cost(jobs, epochs)
+    return result
+
+
+def per_group_fixed_cost(jobs: list[Any], epochs: list[tuple[float, ...]]
+                         ) -> dict[str, float]:
+    """Each fused group's fixed cost per member, by its members' batch sizes and count (e.g.
+    ``"64 x 6"``): from its first member's claim on its folder to its last member's
+    ``metrics.json``, less its training steps (the epochs its members share), over its
+    members."""
+    groups: dict[tuple[float, ...], list[Any]] = {}
+    for job, seconds in zip(jobs, epochs, strict=True):
+        groups.setdefault(seconds, []).append(job)
+    costs = {}
+    for seconds, members in groups.items():
+        start = min((job.path / ".claim").stat().st_mtime for job in members)
+        end = max((job.path / "metrics.json").stat().st_mtime for job in members)
+        label = f"{members[0].metrics['batch_size']} x {len(members)}"
+        costs[label] = round((end - start - sum(seconds)) / len(members), 3)
+    return costs
 
 
 def main() -> None:
