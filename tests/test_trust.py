@@ -86,6 +86,45 @@ def test_eval_never_runs_what_a_checkpoint_names(case: str, real_checkpoint: Pat
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["status"] == "failed"
 
 
+def damaged(kind: str, real_checkpoint: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A checkpoint damaged one way, and the words its refusal must hold: its weights as
+    whole numbers, a pickle that names ``os.system`` (never called: torch refuses it, which
+    newer torch words as a blocked module), or the file cut in half."""
+    path = tmp_path / f"{kind}.ckpt"
+    if kind == "int_weights":
+        checkpoint = torch.load(real_checkpoint, weights_only=True)
+        checkpoint["state_dict"] = {name: value.to(torch.int32)
+                                    for name, value in checkpoint["state_dict"].items()}
+        torch.save(checkpoint, path)
+        return path, "holds torch.int32 numbers where the model has torch.float32"
+    if kind == "names_code":
+        class Calls:
+            def __reduce__(self) -> tuple:
+                return os.system, (f"touch {tmp_path / 'pwned'}",)
+
+        torch.save({"epoch": 0, "state_dict": {}, "hook": Calls()}, path)
+        return path, f"holds a pickled {os.system.__module__}.system"
+    data = real_checkpoint.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path, "its end is missing or damaged"
+
+
+@pytest.mark.parametrize("script", ["eval.py", "train.py"])
+@pytest.mark.parametrize("kind", ["int_weights", "names_code", "cut_short"])
+def test_a_damaged_checkpoint_is_refused_saying_how(script: str, kind: str,
+                                                    real_checkpoint: Path, tmp_path: Path
+                                                    ) -> None:
+    path, words = damaged(kind, real_checkpoint, tmp_path)
+    result = run_in_process(script, *(TINY if script == "train.py" else ()), f"ckpt_path={path}",
+                            f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.status == 2, result.output[-2000:]
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"ckpt_path='{path}'" in errors[0] and words in errors[0], \
+        result.output[-2000:]
+    assert "Traceback" not in result.output and not (tmp_path / "pwned").exists()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+
+
 def test_a_named_class_is_refused_before_anything_is_imported(real_checkpoint: Path) -> None:
     checkpoint = read_checkpoint(real_checkpoint)
     checkpoint["model_class"] = "http.server.HTTPServer"

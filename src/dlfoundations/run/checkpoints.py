@@ -62,11 +62,18 @@ def unreadable(path: Path, key: str, err: Exception) -> UserError:
     """The sentence for a file ``torch.load`` cannot read as data: the file named (and the
     file a link leads to), what the project reads, and never torch's own advice, which may
     be to load the file with ``weights_only=False``, i.e. to run the code it names."""
-    if isinstance(err, OSError) and err.strerror:
-        return UserError(f"{key}={str(path)!r} is not a readable checkpoint ({err.strerror}).")
     target = path.resolve()
     subject = f"the file it links to, {target}," if path.is_symlink() else "it"
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    if cut_short(target):
+        return UserError(f"{key}={str(path)!r} is not a readable checkpoint: {subject} begins "
+                         "as a file saved by torch.save but its end is missing or damaged "
+                         "(e.g. a copy cut short); use a whole one (e.g. "
+                         "<run>/checkpoints/last.ckpt).")
+    if isinstance(err, OSError) and err.strerror:
+        return UserError(f"{key}={str(path)!r} is not a readable checkpoint ({err.strerror}).")
+    # torch's words for a global it refuses: "Unsupported global: GLOBAL m.f" and, for a
+    # module it blocks (torch >= 2.6), "unsupported GLOBAL posix.system whose module posix ..."
+    found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(err))
     if found and zipfile.is_zipfile(target):
         return UserError(f"{key}={str(path)!r} is not a readable checkpoint: {subject} holds "
                          f"a pickled {found[1]}, and this project reads a checkpoint only as "
@@ -74,6 +81,21 @@ def unreadable(path: Path, key: str, err: Exception) -> UserError:
     return UserError(f"{key}={str(path)!r} is not a readable checkpoint: {subject} is not a "
                      "file saved by torch.save, the only checkpoints this project can read "
                      "(e.g. <run>/checkpoints/last.ckpt).")
+
+
+#: how a file saved by ``torch.save`` (a zip archive) begins
+ZIP_START = b"PK\x03\x04"
+
+
+def cut_short(path: Path) -> bool:
+    """Whether ``path`` begins as a zip archive (what ``torch.save`` writes) but is not a
+    whole one: its end, the archive's directory, is missing or damaged."""
+    try:
+        with path.open("rb") as file:
+            start = file.read(len(ZIP_START))
+    except OSError:
+        return False
+    return start == ZIP_START and not zipfile.is_zipfile(path)
 
 
 def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
@@ -102,17 +124,24 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
 
 def check_matches(model: nn.Module, checkpoint: dict[str, Any], path: str | Path,
                   key: str = "ckpt_path") -> None:
-    """Refuse a checkpoint whose weights do not have the model's names and shapes."""
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
-    if expected == found:
+    """Refuse a checkpoint whose weights do not have the model's names and shapes, or hold
+    another kind of number (whole numbers where the model has floating-point ones: a float64
+    checkpoint of a float32 model is read, as Lightning reads it)."""
+    ours, theirs = model.state_dict(), checkpoint["state_dict"]
+    expected = {name: tuple(t.shape) for name, t in ours.items()}
+    found = {name: tuple(t.shape) for name, t in theirs.items()}
+    retyped = sorted(name for name in set(ours) & set(theirs)
+                     if ours[name].is_floating_point() != theirs[name].is_floating_point())
+    if expected == found and not retyped:
         return
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     reshaped = sorted(n for n in set(expected) & set(found) if expected[n] != found[n])
     problem = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
                if unexpected else f"{reshaped[0]} has shape {found[reshaped[0]]} where the "
-               f"model has {expected[reshaped[0]]}")
+               f"model has {expected[reshaped[0]]}" if reshaped else
+               f"{retyped[0]} holds {theirs[retyped[0]].dtype} numbers where the model has "
+               f"{ours[retyped[0]].dtype}")
     net = getattr(model, "net", None)
     name = type(model).__name__ + (f" with {type(net).__name__}" if net is not None else "")
     raise UserError(f"{key}={str(path)!r} does not match model {name}: {problem}; use the "
