@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -121,6 +122,23 @@ def test_a_system_copy_is_kept_uncompressed_in_data_dir_once(
     assert {f.name: f.stat().st_mtime_ns for f in raw.iterdir()} == written
     gz_files = {name: system / f"{name}.gz" for name in raw_files.FILES}
     assert raw_files.keep_uncompressed(gz_files, data_dir) == []  # never over a file
+
+
+def test_a_link_where_a_copy_would_go_is_left_as_it_is(raw_paths: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """A link in the data folder where an uncompressed copy would go, here one that loops, is
+    the user's: never replaced; the data come from the system's copy."""
+    system = _copy_raw(raw_paths, tmp_path / "system")
+    raw = raw_files.raw_dir(tmp_path / "data")
+    raw.mkdir(parents=True)
+    loop = raw / "train-labels-idx1-ubyte"
+    loop.symlink_to(loop.name)
+    datamodule = FashionMNISTDataModule(data_dir=str(tmp_path / "data"),
+                                        system_dirs=(str(system),), download=False)
+    datamodule.prepare_data()
+    datamodule.setup()
+    assert len(datamodule.splits["train"]) == 55_000
+    assert loop.is_symlink() and os.readlink(loop) == loop.name
 
 
 def test_truncated_file_names_the_file(raw_paths: dict[str, Path], tmp_path: Path) -> None:

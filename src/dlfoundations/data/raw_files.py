@@ -168,8 +168,8 @@ def keep_uncompressed(paths: dict[str, Path], data_dir: str | Path) -> list[Path
     outlive this call, also when a later file fails its check.
     """
     own = raw_dir(data_dir)
-    todo = {name: path for name, path in paths.items()
-            if path.suffix == ".gz" and not (own / name).exists()}
+    todo = {name: path for name, path in paths.items()  # nothing there, not even a link
+            if path.suffix == ".gz" and not os.path.lexists(own / name)}
     written: list[tuple[Path, Path]] = []
     try:
         if todo:
