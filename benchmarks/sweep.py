@@ -87,10 +87,10 @@ def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> 
 
 def per_group_fixed_cost(jobs: list[Any], epochs: list[tuple[float, ...]]
                          ) -> dict[str, float]:
-    """Each fused group's fixed cost per member, by its members' batch sizes and count (e.g.
-    ``"64 x 6"``): from its first member's claim on its folder to its last member's
-    ``metrics.json``, less its training steps (the epochs its members share), over its
-    members."""
+    """Each fused group's fixed cost per member, by its members' batch size and count (e.g.
+    ``"64 x 6"``, then ``"64 x 6 (2)"`` for a second such group): from its first member's
+    claim on its folder to its last member's ``metrics.json``, less its training steps (the
+    epochs its members share), over its members."""
     groups: dict[tuple[float, ...], list[Any]] = {}
     for job, seconds in zip(jobs, epochs, strict=True):
         groups.setdefault(seconds, []).append(job)
@@ -99,7 +99,9 @@ def per_group_fixed_cost(jobs: list[Any], epochs: list[tuple[float, ...]]
         start = min((job.path / ".claim").stat().st_mtime for job in members)
         end = max((job.path / "metrics.json").stat().st_mtime for job in members)
         label = f"{members[0].metrics['batch_size']} x {len(members)}"
-        costs[label] = round((end - start - sum(seconds)) / len(members), 3)
+        same = sum(key.split(" (")[0] == label for key in costs)
+        costs[label + (f" ({same + 1})" if same else "")] = round(
+            (end - start - sum(seconds)) / len(members), 3)
     return costs
 
 
