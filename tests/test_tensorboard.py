@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import random
+import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,6 +168,33 @@ def test_event_records_are_checksummed_in_c_as_tensorboard_reads_them(tmp_path: 
     assert [(e.step, e.value) for e in events.Scalars("val/acc")] == [(1, 0.25), (2, 0.5)]
     [image] = events.Images("~final/picture")
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(image.encoded_image_string))), pixels)
+
+
+WRITER_WITHOUT_S3 = """
+import importlib.util, sys
+installed = importlib.util.find_spec("boto3") is not None
+from dlfoundations.event_checksums import record_writer_module
+record_writer_module().RecordWriter
+from tensorboard.compat.tensorflow_stub.io import gfile
+assert not gfile.S3_ENABLED and "boto3" not in sys.modules and "botocore" not in sys.modules
+try:
+    import boto3
+    imported = True
+except ImportError:
+    imported = False
+assert imported == installed, (imported, installed)
+print("ok")
+"""
+
+
+def test_the_record_writer_is_imported_without_the_s3_client_which_still_imports_later(
+        ) -> None:
+    """In a fresh process: TensorBoard's writer comes without its ``s3://`` support and
+    boto3 stays out of the process, yet a later ``import boto3`` works where it is
+    installed."""
+    done = subprocess.run([sys.executable, "-c", WRITER_WITHOUT_S3], capture_output=True,
+                          text=True, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
 
 
 def test_event_file_holds_a_loss_point_per_interval_at_the_samples_seen(run_dir: Path
