@@ -15,9 +15,12 @@ set-up, validation, test and writes; for side by side, training counted once per
 for the fused modes, each group's fixed cost per member (from its first member's claim on
 its folder to its last member's ``metrics.json``, less its training, over its members: a
 worker's first group also reads the data and imports TensorBoard's writer); and training
-samples per second over the whole sweep. ``--mlp32``: 32 MLPs of 32 learning
-rates, 3 epochs, instead (one fused group). Operators and host time per fused step:
-``benchmarks/fused_step.py``.
+samples per second over the whole sweep; and for the fused modes, the fused step at batch 64
+of the sweep's first group's kind (the README's: softmax, its six optimizers, 6 members): its
+operators and median host time per step alone (``benchmarks/fused_step.py``, measured once),
+and the time per step of the sweep's batch-64 group as it trained (its epochs over its steps).
+``--mlp32``: 32 MLPs of 32 learning rates, 3 epochs, instead (one fused group, its own batch
+size). More members and rules, and a GPU: ``benchmarks/fused_step.py``.
 """
 
 from __future__ import annotations
@@ -41,9 +44,14 @@ SWEEP = ("model=softmax", "optim=sgd,momentum,adagrad,rmsprop,adadelta,adam",
 #: 32 MLPs that differ only in their learning rate (log-spaced from 1e-3 to 1e-1), 3 epochs
 MLP32 = ("model=mlp", "optim=sgd", "trainer.max_epochs=3",
          "optim.lr=" + ",".join(f"{10 ** (-3 + 2 * k / 31):.4g}" for k in range(32)))
-QUICK = ("model=softmax", "optim=sgd,adam", "data.batch_size=256,1024", "trainer.max_epochs=1",
+QUICK = ("model=softmax", "optim=sgd,adam", "data.batch_size=64,1024", "trainer.max_epochs=1",
          "trainer.limit_train_batches=20", "trainer.limit_val_batches=2",
          "trainer.limit_test_batches=2")
+
+#: the fused step measured alone for each sweep (``fused_step.measure``'s network, members and
+#: optimizers, as ``fused_step.SIX`` indexes them)
+STEP_OF = {SWEEP: ("softmax", 6, range(6)), MLP32: ("mlp", 32, range(1)),
+           QUICK: ("softmax", 2, (0, 5))}
 
 #: the launchers compared: one job after another (Hydra's own launcher) with torch's own thread
 #: count (all cores) and with one thread (what a side-by-side job gets on a machine with as
@@ -82,7 +90,35 @@ def measure(sweep: tuple[str, ...], launcher: tuple[str, ...], folder: Path) -> 
               "samples_per_s": round(samples / wall)}
     if fused:
         result["fixed_cost_per_member_s"] = per_group_fixed_cost(jobs, epochs)
+        result["step_ms_at_64_in_sweep"] = ms_per_step_at_64(jobs, epochs)
     return result
+
+
+def step_at_64(sweep: tuple[str, ...]) -> dict[str, float]:
+    """The sweep's fused step at batch 64 alone: operators and median host ms per step
+    (``benchmarks/fused_step.py``, 200 steps after warm-up, one thread)."""
+    import fused_step  # this folder's; it sets up the process before importing torch
+    import torch
+
+    net, members, chosen = STEP_OF[sweep]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a worker of the fused sweep runs it
+    try:
+        measured = fused_step.measure(net, members, [fused_step.SIX[i] for i in chosen], 200,
+                                      "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    return {"step_operators_at_64": measured["operators"],
+            "step_host_ms_at_64": measured["ms_per_step"]}
+
+
+def ms_per_step_at_64(jobs: list[Any], epochs: list[tuple[float, ...]]) -> float | None:
+    """The batch-64 group's time per training step in the sweep: its epochs' seconds over
+    its steps (None where no job trained at batch 64)."""
+    for job, seconds in zip(jobs, epochs, strict=True):
+        if job.metrics.get("batch_size") == 64 and job.metrics.get("global_step"):
+            return round(sum(seconds) * 1000 / job.metrics["global_step"], 3)
+    return None
 
 
 def per_group_fixed_cost(jobs: list[Any], epochs: list[tuple[float, ...]]
@@ -120,14 +156,17 @@ def main() -> None:
     for per_gpu in args.jobs_per_gpu:
         modes[f"side_by_side_{per_gpu}_per_gpu"] = ("hydra/launcher=side_by_side",
                                                     f"hydra.launcher.jobs_per_gpu={per_gpu}")
-    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    results: dict[str, Any] = {mode: [] for mode in modes}
+    sweep = QUICK if args.quick else MLP32 if args.mlp32 else SWEEP
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):
             for mode, launcher in modes.items():
                 folder = Path(scratch) / f"{mode}-{repeat}"
-                sweep = QUICK if args.quick else MLP32 if args.mlp32 else SWEEP
                 results[mode].append(measure(sweep, launcher, folder))
                 print(mode, results[mode][-1], flush=True)
+    if any("fixed_cost_per_member_s" in runs[0] for runs in results.values()):
+        results["fused_step"] = step_at_64(sweep)
+        print("fused_step", results["fused_step"], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"written {args.out}")

@@ -259,12 +259,19 @@ def test_sweep_benchmark_measures_every_launcher(tmp_path: Path, raw_paths: dict
     result = run_script("benchmarks/sweep.py", "--quick", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     bench = json.loads(out.read_text())
+    step = bench.pop("fused_step")  # 2 softmax members, SGD and Adam, at batch 64
+    assert step["step_operators_at_64"] > 0 and step["step_host_ms_at_64"] > 0
     assert sorted(bench) == ["default", "default_one_process", "fused", "fused_side_by_side",
                              "sequential", "sequential_1_thread", "side_by_side"]
-    for (measured,) in bench.values():
+    for mode, (measured,) in bench.items():
         assert measured["jobs"] == 4 and measured["wall_s"] > measured["training_s"] / 4 > 0
         assert measured["startup_s"] > 0 and measured["fixed_cost_per_job_s"] > 0
         assert measured["samples_per_s"] > 0
+        fused = mode.startswith(("fused", "default"))
+        assert ("fixed_cost_per_member_s" in measured) == fused, mode
+        if fused:  # a group per batch size, each of the two optimizers
+            assert sorted(measured["fixed_cost_per_member_s"]) == ["1024 x 2", "64 x 2"]
+            assert measured["step_ms_at_64_in_sweep"] > 0
 
 
 @pytest.mark.slow
