@@ -13,10 +13,11 @@ The writer is imported without TensorBoard's S3 client (``record_writer_module``
 
 from __future__ import annotations
 
-import sys
 from types import ModuleType
 
 import google_crc32c
+
+from dlfoundations.hidden_imports import hidden_in_this_thread
 
 MASK = 0xFFFFFFFF
 #: TFRecord's mask: the CRC rotated right by 15 bits plus this constant
@@ -29,32 +30,25 @@ def masked_crc32c(data: bytes) -> int:
     return ((((crc >> 15) | (crc << 17)) & MASK) + MASK_DELTA) & MASK
 
 
-#: what TensorBoard's file layer imports for ``s3://`` paths, where installed
+#: what TensorBoard's file layer imports for its own ``s3://`` support, where installed
 S3_CLIENT = ("botocore", "boto3")
 
 
-def record_writer_module(remote: bool = False) -> ModuleType:
-    """TensorBoard's record writer. For a run that logs into a local folder (not
-    ``remote``), imported with boto3 and botocore hidden where they are installed but not yet
-    imported: TensorBoard's file layer then leaves out its ``s3://`` support, and its import
-    took 35 ms instead of 88 ms on the 2-core CPU, in every process that writes a run.
-    Imported elsewhere later, boto3 loads as usual."""
-    hidden = [] if remote else [name for name in S3_CLIENT if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
-    try:
+def record_writer_module() -> ModuleType:
+    """TensorBoard's record writer, imported with boto3 and botocore hidden from this thread
+    (``hidden_in_this_thread``) where they are not yet imported: its import took 35 ms
+    instead of 88 ms on the 2-core CPU, in every process that writes a run. TensorBoard's file
+    layer then leaves out its own S3 support and reaches ``s3://`` through fsspec, which
+    Lightning's logger needs (with s3fs) for such a folder in any case."""
+    with hidden_in_this_thread(S3_CLIENT):
         from tensorboard.summary.writer import record_writer
-    finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
     return record_writer
 
 
-def use_fast_checksums(remote: bool = False) -> bool:
-    """Make TensorBoard's record writer use ``masked_crc32c`` (imported as
-    ``record_writer_module`` imports it); whether it now does."""
-    record_writer = record_writer_module(remote)
+def use_fast_checksums() -> bool:
+    """Make TensorBoard's record writer (``record_writer_module``) use ``masked_crc32c``;
+    whether it now does."""
+    record_writer = record_writer_module()
     if google_crc32c.implementation != "c" or not hasattr(record_writer, "masked_crc32c"):
         return False
     record_writer.masked_crc32c = masked_crc32c

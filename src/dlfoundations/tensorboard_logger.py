@@ -37,13 +37,13 @@ class RunTensorBoardLogger(TensorBoardLogger):
       points in ``FINAL_SECTION`` (the HParams table's metric columns); Lightning's own
       single-point ``test/*`` scalars are left out.
     - Its records are checksummed in C (``use_fast_checksums``). That imports TensorBoard's
-      writer (35 ms, without its S3 client where the run logs into a local folder) as the
-      run is built, before its first training step is timed.
+      writer (35 ms, without TensorBoard's own S3 client: ``record_writer_module``) as the run
+      is built, before its first training step is timed.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        use_fast_checksums(remote="://" in str(self.save_dir))  # e.g. s3://
+        use_fast_checksums()
         self.samples_per_step = 1
 
     def samples_seen(self, steps: int) -> int:
