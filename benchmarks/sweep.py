@@ -143,15 +143,24 @@ def per_group_fixed_cost(jobs: list[Any], epochs: list[tuple[float, ...]]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 jobs of 20 steps")
-    parser.add_argument("--mlp32", action="store_true",
-                        help="32 MLPs of 32 learning rates, 3 epochs, instead of the README's")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--quick", action="store_true", help="4 jobs of 20 steps")
+    which.add_argument("--mlp32", action="store_true",
+                       help="32 MLPs of 32 learning rates, 3 epochs, instead of the README's")
     parser.add_argument("--repeats", type=int, default=1, help="sweeps per mode, taking turns")
     parser.add_argument("--jobs-per-gpu", type=int, nargs="*", default=[],
                         help="side-by-side modes with this many jobs per GPU")
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_sweep.json")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: give at least 1")
+    try:  # before the sweeps, not after them
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out {args.out} cannot be written ({err.strerror}: {err.filename})")
+    if args.out.is_dir() or not os.access(args.out.parent, os.W_OK):
+        parser.error(f"--out {args.out} cannot be written: give a file in a writable folder")
     modes = {mode: MODES[mode] for mode in args.modes}
     for per_gpu in args.jobs_per_gpu:
         modes[f"side_by_side_{per_gpu}_per_gpu"] = ("hydra/launcher=side_by_side",

@@ -274,6 +274,18 @@ def test_sweep_benchmark_measures_every_launcher(tmp_path: Path, raw_paths: dict
             assert measured["step_ms_at_64_in_sweep"] > 0
 
 
+@pytest.mark.parametrize("arguments, says", [
+    (["--repeats", "0"], "--repeats 0: give at least 1"),
+    (["--out", "."], "--out . cannot be written: give a file in a writable folder"),
+    (["--out", "README.md/b.json"], "--out README.md/b.json cannot be written (File exists"),
+    (["--quick", "--mlp32"], "argument --mlp32: not allowed with argument --quick"),
+])
+def test_sweep_benchmark_refuses_bad_arguments_before_it_measures(arguments: list[str],
+                                                                   says: str) -> None:
+    result = run_script("benchmarks/sweep.py", *arguments, timeout=60)
+    assert result.returncode == 2 and says in result.stderr, result.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_internals_benchmark_compares_each_measure_with_the_project_path(raw_paths: dict
                                                                          ) -> None:
