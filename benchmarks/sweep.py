@@ -176,7 +176,6 @@ def main() -> None:
     if any("fixed_cost_per_member_s" in runs[0] for runs in results.values()):
         results["fused_step"] = step_at_64(sweep)
         print("fused_step", results["fused_step"], flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"written {args.out}")
 
