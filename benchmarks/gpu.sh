@@ -13,9 +13,11 @@ case "${1:-}" in
   prepare)
     grep -qx '/.whl/' .git/info/exclude || printf '/.whl/\n/.gpu-data/\n' >> .git/info/exclude
     pinned=$(python3 -c 'import importlib.metadata as m
-print(" ".join(f"{name}=={m.version(name)}" for name in ("hydra-core", "omegaconf")))')
+print(" ".join(f"{name}=={m.version(name)}" for name in ("hydra-core", "omegaconf",
+                                                         "google-crc32c")))')
     rm -rf .whl && python3 -m pip download -q --no-deps --only-binary=:all: \
-      --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 -d .whl $pinned
+      --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+      --platform manylinux_2_17_x86_64 -d .whl $pinned
     python3 -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
     mkdir -p .gpu-data
     cp /usr/share/datasets/fashion-mnist/*.gz .gpu-data/ 2>/dev/null \
