@@ -137,11 +137,16 @@ def check_matches(model: nn.Module, checkpoint: dict[str, Any], path: str | Path
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     reshaped = sorted(n for n in set(expected) & set(found) if expected[n] != found[n])
-    problem = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-               if unexpected else f"{reshaped[0]} has shape {found[reshaped[0]]} where the "
-               f"model has {expected[reshaped[0]]}" if reshaped else
-               f"{retyped[0]} holds {theirs[retyped[0]].dtype} numbers where the model has "
-               f"{ours[retyped[0]].dtype}")
+    if missing:
+        problem = f"missing {missing[0]}"
+    elif unexpected:
+        problem = f"unexpected {unexpected[0]}"
+    elif reshaped:
+        problem = (f"{reshaped[0]} has shape {found[reshaped[0]]} where the model has "
+                   f"{expected[reshaped[0]]}")
+    else:
+        problem = (f"{retyped[0]} holds {theirs[retyped[0]].dtype} numbers where the model "
+                   f"has {ours[retyped[0]].dtype}")
     net = getattr(model, "net", None)
     name = type(model).__name__ + (f" with {type(net).__name__}" if net is not None else "")
     raise UserError(f"{key}={str(path)!r} does not match model {name}: {problem}; use the "
