@@ -130,10 +130,13 @@ def test_imports_run_with_the_collector_paused_then_are_frozen(
         frozen = gc.get_freeze_count()
         assert (module.COLLECTING, frozen > 0, gc.isenabled()) == (False, True, enabled)
         collections = gc.get_stats()[2]["collections"]
+        fresh = [[] for _ in range(1000)]  # tracked objects that a freeze would take
         with imports_frozen(name):
             assert gc.isenabled() is enabled
             importlib.import_module(name)
-        assert gc.get_freeze_count() == frozen
+        # none frozen anew; a frozen object that another thread of the test process frees
+        # leaves the count (so it may fall, as by 2 once under pytest-xdist)
+        assert gc.get_freeze_count() <= frozen and len(fresh) == 1000
         assert gc.get_stats()[2]["collections"] == collections
     finally:
         gc.unfreeze()
